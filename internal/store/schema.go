@@ -1,0 +1,185 @@
+package store
+
+// migrations are applied in order, each once, in its own transaction. They
+// are written in the SQL that SQLite and PostgreSQL share; the few words
+// that differ are placeholders that the dialect fills in:
+//
+//	{{id}}   an auto-numbered 64-bit primary key
+//	{{blob}} a byte string
+//
+// Times are stored as microseconds since the Unix epoch (BIGINT) so that
+// both databases compare and return them the same way. A released
+// migration is never edited; add a new one.
+var migrations = []string{
+	// 1: the walking skeleton.
+	`
+CREATE TABLE instance (
+	id INTEGER PRIMARY KEY,
+	digest_key {{blob}} NOT NULL,
+	created_at BIGINT NOT NULL
+);
+
+CREATE TABLE generations (
+	number BIGINT PRIMARY KEY,
+	content_hash TEXT NOT NULL,
+	source TEXT NOT NULL,
+	applied_by TEXT NOT NULL,
+	applied_at BIGINT NOT NULL,
+	state TEXT NOT NULL
+);
+
+CREATE TABLE builders (
+	id {{id}},
+	name TEXT NOT NULL,
+	description TEXT NOT NULL DEFAULT '',
+	tags TEXT NOT NULL DEFAULT '[]',
+	spec TEXT NOT NULL,
+	next_number BIGINT NOT NULL DEFAULT 1,
+	created_generation BIGINT NOT NULL,
+	updated_generation BIGINT NOT NULL,
+	retired_generation BIGINT
+);
+CREATE UNIQUE INDEX builders_active_name ON builders (name) WHERE retired_generation IS NULL;
+
+CREATE TABLE workers (
+	id {{id}},
+	name TEXT NOT NULL,
+	password_hash TEXT NOT NULL,
+	password_digest TEXT NOT NULL,
+	max_builds INTEGER NOT NULL,
+	tags TEXT NOT NULL DEFAULT '[]',
+	created_generation BIGINT NOT NULL,
+	updated_generation BIGINT NOT NULL,
+	retired_generation BIGINT
+);
+CREATE UNIQUE INDEX workers_active_name ON workers (name) WHERE retired_generation IS NULL;
+
+CREATE TABLE worker_sessions (
+	id {{id}},
+	worker_id BIGINT NOT NULL REFERENCES workers (id),
+	token_hash TEXT NOT NULL,
+	master TEXT NOT NULL,
+	host TEXT NOT NULL DEFAULT '',
+	state TEXT NOT NULL,
+	reason TEXT NOT NULL DEFAULT '',
+	started_at BIGINT NOT NULL,
+	last_seen BIGINT NOT NULL,
+	ended_at BIGINT
+);
+CREATE UNIQUE INDEX worker_sessions_token ON worker_sessions (token_hash);
+CREATE INDEX worker_sessions_worker ON worker_sessions (worker_id, state);
+
+CREATE TABLE repos (
+	id {{id}},
+	name TEXT NOT NULL,
+	url TEXT NOT NULL,
+	spec TEXT NOT NULL,
+	created_generation BIGINT NOT NULL,
+	updated_generation BIGINT NOT NULL,
+	retired_generation BIGINT
+);
+CREATE UNIQUE INDEX repos_active_name ON repos (name) WHERE retired_generation IS NULL;
+
+CREATE TABLE schedulers (
+	id {{id}},
+	name TEXT NOT NULL,
+	kind TEXT NOT NULL,
+	spec TEXT NOT NULL,
+	created_generation BIGINT NOT NULL,
+	updated_generation BIGINT NOT NULL,
+	retired_generation BIGINT
+);
+CREATE UNIQUE INDEX schedulers_active_name ON schedulers (name) WHERE retired_generation IS NULL;
+
+CREATE TABLE repo_heads (
+	repository TEXT NOT NULL,
+	ref TEXT NOT NULL,
+	revision TEXT NOT NULL,
+	updated_at BIGINT NOT NULL,
+	PRIMARY KEY (repository, ref)
+);
+
+CREATE TABLE changes (
+	id {{id}},
+	repository TEXT NOT NULL,
+	branch TEXT NOT NULL,
+	revision TEXT NOT NULL,
+	author TEXT NOT NULL DEFAULT '',
+	comments TEXT NOT NULL DEFAULT '',
+	files TEXT NOT NULL DEFAULT '[]',
+	when_at BIGINT NOT NULL,
+	created_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX changes_once ON changes (repository, branch, revision);
+
+CREATE TABLE buildsets (
+	id {{id}},
+	reason TEXT NOT NULL,
+	scheduler TEXT NOT NULL DEFAULT '',
+	change_id BIGINT REFERENCES changes (id),
+	properties TEXT NOT NULL DEFAULT '{}',
+	generation BIGINT NOT NULL,
+	created_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX buildsets_change_once ON buildsets (scheduler, change_id);
+
+CREATE TABLE build_requests (
+	id {{id}},
+	buildset_id BIGINT NOT NULL REFERENCES buildsets (id),
+	builder_id BIGINT NOT NULL REFERENCES builders (id),
+	state TEXT NOT NULL,
+	reason TEXT NOT NULL DEFAULT '',
+	submitted_at BIGINT NOT NULL,
+	claimed_at BIGINT,
+	completed_at BIGINT,
+	build_id BIGINT
+);
+CREATE INDEX build_requests_pending ON build_requests (state, builder_id, id);
+
+CREATE TABLE builds (
+	id {{id}},
+	builder_id BIGINT NOT NULL REFERENCES builders (id),
+	number BIGINT NOT NULL,
+	request_id BIGINT NOT NULL REFERENCES build_requests (id),
+	worker_id BIGINT REFERENCES workers (id),
+	session_id BIGINT REFERENCES worker_sessions (id),
+	attempt_token TEXT NOT NULL,
+	state TEXT NOT NULL,
+	result TEXT,
+	reason TEXT NOT NULL DEFAULT '',
+	properties TEXT NOT NULL DEFAULT '{}',
+	steps_spec TEXT NOT NULL,
+	retry_of BIGINT REFERENCES builds (id),
+	cancel_requested INTEGER NOT NULL DEFAULT 0,
+	master TEXT NOT NULL DEFAULT '',
+	created_at BIGINT NOT NULL,
+	started_at BIGINT,
+	finished_at BIGINT
+);
+CREATE UNIQUE INDEX builds_number ON builds (builder_id, number);
+CREATE INDEX builds_state ON builds (state);
+CREATE INDEX builds_session ON builds (session_id, state);
+
+CREATE TABLE steps (
+	build_id BIGINT NOT NULL REFERENCES builds (id),
+	number INTEGER NOT NULL,
+	name TEXT NOT NULL,
+	state TEXT NOT NULL,
+	result TEXT,
+	reason TEXT NOT NULL DEFAULT '',
+	log_size BIGINT NOT NULL DEFAULT 0,
+	started_at BIGINT,
+	finished_at BIGINT,
+	PRIMARY KEY (build_id, number)
+);
+
+CREATE TABLE log_chunks (
+	build_id BIGINT NOT NULL,
+	step INTEGER NOT NULL,
+	start_offset BIGINT NOT NULL,
+	raw_size INTEGER NOT NULL,
+	data {{blob}} NOT NULL,
+	PRIMARY KEY (build_id, step, start_offset)
+);
+`,
+}
