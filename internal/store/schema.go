@@ -91,6 +91,11 @@ CREATE TABLE schedulers (
 );
 CREATE UNIQUE INDEX schedulers_active_name ON schedulers (name) WHERE retired_generation IS NULL;
 
+CREATE TABLE scheduler_cursors (
+	scheduler TEXT PRIMARY KEY,
+	last_change BIGINT NOT NULL
+);
+
 CREATE TABLE repo_heads (
 	repository TEXT NOT NULL,
 	ref TEXT NOT NULL,
@@ -132,7 +137,8 @@ CREATE TABLE build_requests (
 	submitted_at BIGINT NOT NULL,
 	claimed_at BIGINT,
 	completed_at BIGINT,
-	build_id BIGINT
+	build_id BIGINT,
+	retry_of BIGINT
 );
 CREATE INDEX build_requests_pending ON build_requests (state, builder_id, id);
 

@@ -41,11 +41,10 @@ type Worker struct {
 
 // Worker states as shown to users.
 const (
-	WorkerConnected = "connected" // session live, nothing running
-	WorkerIdle      = "idle"      // alias kept for readability in docs
-	WorkerBusy      = "busy"
-	WorkerLost      = "lost"
-	WorkerOffline   = "offline"
+	WorkerIdle    = "idle"    // a live session, running nothing
+	WorkerBusy    = "busy"    // a live session running builds
+	WorkerLost    = "lost"    // the last session stopped answering
+	WorkerOffline = "offline" // no session, or the last one ended cleanly
 )
 
 // Session states.
