@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/regent-ci/regent/internal/testutil"
 )
 
 // Time limits for the server's life cycle. They are generous: the machine
@@ -51,10 +52,7 @@ type Server struct {
 }
 
 // postmaster is one run of the server's main process.
-type postmaster struct {
-	pid  int
-	done chan struct{} // closed once the process has exited and been reaped
-}
+type postmaster = testutil.Child
 
 // newServer makes a database cluster in dir (which must exist) and starts
 // it on a free loopback port.
@@ -121,7 +119,7 @@ func (s *Server) LogPath() string { return filepath.Join(s.dir, "postgres.log") 
 func (s *Server) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pm != nil && !isClosed(s.pm.done)
+	return s.pm != nil && !s.pm.Exited()
 }
 
 // Start starts the server if it is stopped and waits until it accepts
@@ -129,7 +127,7 @@ func (s *Server) Running() bool {
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pm != nil && !isClosed(s.pm.done) {
+	if s.pm != nil && !s.pm.Exited() {
 		return nil
 	}
 	s.pm = nil
@@ -210,35 +208,17 @@ func (s *Server) launch() (*postmaster, error) {
 	cmd.Stderr = logFile
 	if s.detach {
 		cmd.SysProcAttr.Setsid = true
-	} else {
-		// A test process that dies without cleaning up takes its server
-		// with it. SIGQUIT makes the postmaster end its sessions too.
-		cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+		return startChild(cmd, 0)
 	}
-	return startLocked(cmd)
+	// A test process that dies without cleaning up takes its server with
+	// it. SIGQUIT makes the postmaster end its sessions too.
+	return startChild(cmd, syscall.SIGQUIT)
 }
 
-// startLocked starts cmd from a goroutine that keeps its OS thread until
-// the process is reaped: the kernel sends the parent-death signal when the
-// thread that forked the child ends, not when the process does, and Go may
-// end an idle thread.
-func startLocked(cmd *exec.Cmd) (*postmaster, error) {
-	pm := &postmaster{done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		pm.pid = cmd.Process.Pid
-		started <- nil
-		_ = cmd.Wait()
-		close(pm.done)
-	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start postgres: %w", err)
+func startChild(cmd *exec.Cmd, deathSignal syscall.Signal) (*postmaster, error) {
+	pm, err := testutil.StartChild(cmd, deathSignal)
+	if err != nil {
+		return nil, fmt.Errorf("start PostgreSQL: %w", err)
 	}
 	return pm, nil
 }
@@ -260,7 +240,7 @@ func waitReady(url string, pm *postmaster) error {
 			return fmt.Errorf("not accepting connections after %v: %w", readyTimeout, err)
 		}
 		select {
-		case <-pm.done:
+		case <-pm.Done():
 			return errors.New("postgres exited during start")
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -270,23 +250,23 @@ func waitReady(url string, pm *postmaster) error {
 // stopPostmaster signals the postmaster and waits for it to exit, killing
 // it if it takes longer than stopTimeout.
 func stopPostmaster(pm *postmaster, sig syscall.Signal) error {
-	if isClosed(pm.done) {
+	if pm.Exited() {
 		return nil
 	}
-	if err := syscall.Kill(pm.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal postgres (pid %d): %w", pm.pid, err)
+	if err := syscall.Kill(pm.PID(), sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal postgres (pid %d): %w", pm.PID(), err)
 	}
 	select {
-	case <-pm.done:
+	case <-pm.Done():
 		return nil
 	case <-time.After(stopTimeout):
 	}
-	_ = syscall.Kill(pm.pid, syscall.SIGKILL)
+	_ = syscall.Kill(pm.PID(), syscall.SIGKILL)
 	select {
-	case <-pm.done:
-		return fmt.Errorf("postgres (pid %d) ignored %v for %v and was killed", pm.pid, sig, stopTimeout)
+	case <-pm.Done():
+		return fmt.Errorf("postgres (pid %d) ignored %v for %v and was killed", pm.PID(), sig, stopTimeout)
 	case <-time.After(killTimeout):
-		return fmt.Errorf("postgres (pid %d) survived SIGKILL", pm.pid)
+		return fmt.Errorf("postgres (pid %d) survived SIGKILL", pm.PID())
 	}
 }
 
@@ -340,15 +320,6 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 func fileSize(path string) int64 {
