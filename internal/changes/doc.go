@@ -1,0 +1,47 @@
+// Package changes turns commits in git repositories into recorded
+// changes. Its [Poller] watches one repository through the git command
+// line; webhook receivers will live here too.
+//
+// # A poll
+//
+// Each poll fetches every branch of the repository into a bare mirror
+// kept in the poller's directory (new, moved and rewritten branches are
+// taken as they are, deleted ones pruned), keeps the branches that the
+// repository's patterns watch, and compares their heads with those the
+// store recorded at the previous poll:
+//
+//   - The first poll of a repository, when the store has no record of it,
+//     records the heads and makes no change: history is not replayed.
+//   - A branch that moved forward makes one change per new commit
+//     (git rev-list --reverse --topo-order NEW ^OLD), oldest first.
+//   - A branch whose history was rewritten (the old head is not an
+//     ancestor of the new one, as after a force-push) makes one change per
+//     commit that no recorded head of the repository reaches, and at least
+//     one for its new head.
+//   - A branch the store did not know makes one change, for its head.
+//   - A branch that is gone is forgotten, without error; if it comes back,
+//     it is a new branch.
+//
+// The new heads and the changes are recorded in one transaction, and a
+// change is recorded once per repository, branch and revision, so that
+// several pollers, a retried poll and a webhook reporting the same commit
+// make one change between them.
+//
+// # Many commits at once
+//
+// A poll records at most MaxChangesPerPoll changes for a branch. When more
+// commits arrived, the oldest MaxChangesPerPoll-1 get a change each and
+// one summary change stands for all the others: it carries the newest
+// revision (so building it builds the branch's head), that commit's
+// author, time and message followed by a note saying how many commits it
+// folds, and the files changed by all of them.
+//
+// # Cancellation
+//
+// Every git command runs in a process group of its own with a timeout.
+// Stopping a poller, or cancelling the context of PollNow, kills the group
+// (git and whatever it started, such as ssh) and the poll ends without
+// recording anything. The next poll first removes the lock files that a
+// killed git may leave in the mirror, under a lock on the directory that
+// keeps a second poller from running git on it meanwhile.
+package changes
