@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
 	"syscall"
@@ -66,3 +67,7 @@ func (c *Child) Exited() bool {
 // Err returns what waiting for the child gave: nil for exit status 0, an
 // *exec.ExitError otherwise. It is valid once Done is closed.
 func (c *Child) Err() error { return c.err }
+
+// Signal sends sig to the child. It returns [os.ErrProcessDone] once the
+// child has exited, and never reaches another process that reused its id.
+func (c *Child) Signal(sig os.Signal) error { return c.cmd.Process.Signal(sig) }
