@@ -132,10 +132,14 @@ func (g *gitRunner) run(ctx context.Context, stdin io.Reader, args ...string) ([
 	return nil, &gitError{cmd: name, err: err, stderr: stderr.String()}
 }
 
-// subcommand returns the first argument that is not an option.
+// subcommand returns the first argument that is neither an option nor
+// the value of a -c option.
 func subcommand(args []string) string {
-	for _, a := range args {
-		if !strings.HasPrefix(a, "-") {
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "-c":
+			i++
+		case !strings.HasPrefix(a, "-"):
 			return a
 		}
 	}
@@ -160,8 +164,13 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 
 // String returns the kept output on one line, trimmed.
 func (t *tailBuffer) String() string {
-	s := strings.TrimSpace(string(bytes.ToValidUTF8(t.buf, []byte("\uFFFD"))))
-	s = strings.ReplaceAll(s, "\n", "; ")
+	var lines []string
+	for _, l := range strings.Split(string(bytes.ToValidUTF8(t.buf, []byte("\uFFFD"))), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	s := strings.Join(lines, "; ")
 	if t.cut {
 		s = "..." + s
 	}

@@ -582,3 +582,17 @@ func TestStartAndStop(t *testing.T) {
 	cancel()
 	q.Stop()
 }
+
+func TestGitErrorsNameTheCommandAndItsOutput(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	g := newGitRunner(filepath.Join(dir, "missing.git"), dir, time.Minute, nil)
+	_, err := g.run(context.Background(), nil, "-c", "gc.auto=0", "rev-parse", "HEAD")
+	var gerr *gitError
+	if !errors.As(err, &gerr) || gerr.cmd != "rev-parse" || !strings.Contains(err.Error(), "not a git repository") {
+		t.Fatalf("error = %v, want a rev-parse error quoting git", err)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Fatalf("error spans lines: %q", err)
+	}
+}
