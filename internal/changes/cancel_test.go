@@ -235,3 +235,27 @@ func TestTwoPollersRecordEachChangeOnce(t *testing.T) {
 func TestChangeStoreIsSatisfiedByStore(t *testing.T) {
 	var _ ChangeStore = (*store.Store)(nil)
 }
+
+// TestPushThenReconfigureC13 is field case C13 for the poller: a commit
+// pushed while one poller is replaced by another (a new generation, or a
+// new owner on another master with an empty cache) is recorded once, by
+// whichever polls first, and a late poll of the old one adds nothing.
+func TestPushThenReconfigureC13(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	old := h.poller
+	h.poll()
+	rev := h.remote.commit("pushed before the reconfiguration", nil)
+	h.remote.push()
+
+	h.poller = h.newPoller(h.store, nil)
+	h.poll()
+	h.poller = old
+	h.poll()
+	if got := refsOf(h.stored()); !reflect.DeepEqual(got, on("main", rev)) {
+		t.Fatalf("stored changes = %v, want %v once", got, on("main", rev))
+	}
+	if got := refsOf(h.taken()); !reflect.DeepEqual(got, on("main", rev)) {
+		t.Fatalf("reported changes = %v, want %v once", got, on("main", rev))
+	}
+}

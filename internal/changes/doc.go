@@ -18,7 +18,8 @@
 //     ancestor of the new one, as after a force-push) makes one change per
 //     commit that no recorded head of the repository reaches, and at least
 //     one for its new head.
-//   - A branch the store did not know makes one change, for its head.
+//   - A branch the store did not know makes one change, for its head; so
+//     does a branch that a new configuration starts to watch.
 //   - A branch that is gone is forgotten, without error; if it comes back,
 //     it is a new branch.
 //
