@@ -1,0 +1,53 @@
+# Regent's build and test entry points. CI runs `make test` (see .ci/run).
+#
+#   make build   the regent binary, in bin/
+#   make test    go vet, every test, the race detector on a few packages and
+#                a short fuzz run, all on one throwaway PostgreSQL server
+#   make bench   every benchmark, on a throwaway PostgreSQL; output in bench.txt
+#   make lint    gofmt and go vet
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+GO ?= go
+# Packages also tested under the race detector. It slows tests several
+# times over, so it runs where concurrency is dense and tests are quick;
+# tests of real master processes are left out.
+RACE_PKGS ?= ./internal/testutil/... ./internal/store/... ./internal/dispatch/... ./internal/worker/...
+TEST_TIMEOUT ?= 18m
+FUZZTIME ?= 10s
+BENCHTIME ?= 1s
+
+.PHONY: all build test test-steps bench bench-steps lint
+
+all: build
+
+build:
+	$(GO) build -o bin/regent ./cmd/regent
+
+test:
+	scripts/with-postgres.sh $(MAKE) --no-print-directory test-steps
+
+# The steps of `make test`, once PostgreSQL is up. Each must pass.
+test-steps:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
+	if grep -qs '^func FuzzLoad(' internal/config/*_test.go; then \
+		$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./internal/config; \
+	else \
+		echo "fuzz: internal/config has no FuzzLoad yet, skipped"; \
+	fi
+
+bench:
+	scripts/with-postgres.sh $(MAKE) --no-print-directory bench-steps
+
+bench-steps:
+	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./... | tee bench.txt
+
+lint:
+	unformatted=$$(gofmt -l .); \
+	if [[ -n "$$unformatted" ]]; then \
+		echo "gofmt would change:"; echo "$$unformatted"; exit 1; \
+	fi
+	$(GO) vet ./...
