@@ -35,8 +35,8 @@ test-steps:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
-	if grep -qs '^func FuzzLoad(' internal/config/*_test.go; then \
-		$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./internal/config; \
+	@if grep -qs '^func FuzzLoad(' internal/config/*_test.go; then \
+		set -x; $(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./internal/config; \
 	else \
 		echo "fuzz: internal/config has no FuzzLoad yet, skipped"; \
 	fi
@@ -48,7 +48,7 @@ bench-steps:
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./... | tee bench.txt
 
 lint:
-	unformatted=$$(gofmt -l .); \
+	@unformatted=$$(gofmt -l .); \
 	if [[ -n "$$unformatted" ]]; then \
 		echo "gofmt would change:"; echo "$$unformatted"; exit 1; \
 	fi
