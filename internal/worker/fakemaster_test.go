@@ -336,12 +336,14 @@ func (m *fakeMaster) poll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := m.c
+	c.update(func() {
+		c.lastPoll = req
+		c.polls++
+	})
 	deadline := time.NewTimer(time.Duration(c.pollTimeout) * time.Second)
 	defer deadline.Stop()
 	for {
 		c.mu.Lock()
-		c.lastPoll = req
-		c.polls++
 		resp := workerapi.PollResponse{}
 		if c.stopReason != "" {
 			resp.Stop, resp.Reason = true, c.stopReason
