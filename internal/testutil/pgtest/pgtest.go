@@ -106,7 +106,8 @@ func sharedServer() (string, error) {
 
 // NewServer starts a PostgreSQL server for t alone, to be stopped, crashed
 // or restarted by the test; it is stopped and its files removed when t
-// ends. Its log is shown if t fails.
+// ends. Its log is shown if t fails. Unlike the shared server it commits
+// synchronously, so that [Server.Crash] loses no committed transaction.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
 	dir, err := testutil.TempDir("pg")

@@ -17,6 +17,10 @@
 //     like a peer that crashed, and resets new connections as they arrive,
 //     until Pass or Delay.
 //
+// In Blackhole mode the proxy's own kernel still acknowledges the bytes it
+// does not read, so TCP keepalives do not notice; as in a real partition,
+// only the processes' own time-outs do.
+//
 // Every goroutine the proxy starts has ended when [Proxy.Close] returns.
 package proxy
 
