@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -72,40 +73,66 @@ type candidate struct {
 }
 
 // claimable finds up to n pending requests, oldest first, whose builder
-// lists the worker.
+// lists the worker, and locks them for this transaction. Candidates are
+// read without locks and then locked one by one, skipping any another
+// master holds, so that concurrent claims pass each other instead of
+// waiting or all locking the same page of rows.
 func (s *Store) claimable(ctx context.Context, tx *sql.Tx, worker string, n int) ([]candidate, error) {
-	lock := ""
-	if s.d.name == "postgres" {
-		lock = " FOR UPDATE OF r SKIP LOCKED"
-	}
 	rows, err := tx.QueryContext(ctx, `SELECT r.id, r.builder_id, b.spec, bs.properties, r.retry_of
 		FROM build_requests r JOIN builders b ON b.id = r.builder_id
 		JOIN buildsets bs ON bs.id = r.buildset_id
 		WHERE r.state = 'pending' AND b.retired_generation IS NULL
-		ORDER BY r.id LIMIT 200`+lock)
+		ORDER BY r.id LIMIT 200`)
 	if err != nil {
 		return nil, fmt.Errorf("find pending requests: %w", err)
 	}
-	defer rows.Close()
-	var out []candidate
-	for rows.Next() && len(out) < n {
+	var all []candidate
+	for rows.Next() {
 		var c candidate
 		var spec, props string
 		if err := rows.Scan(&c.requestID, &c.builderID, &spec, &props, &c.retryOf); err != nil {
+			rows.Close()
 			return nil, err
 		}
 		if err := json.Unmarshal([]byte(spec), &c.builder); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("decode builder %d: %w", c.builderID, err)
 		}
 		if !slices.Contains(c.builder.Workers, worker) {
 			continue
 		}
 		if err := json.Unmarshal([]byte(props), &c.properties); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("decode request %d properties: %w", c.requestID, err)
+		}
+		all = append(all, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if s.d.name != "postgres" {
+		// SQLite transactions here take the write lock at BEGIN, so the
+		// rows read are already this transaction's alone.
+		return all[:min(n, len(all))], nil
+	}
+	var out []candidate
+	for _, c := range all {
+		if len(out) == n {
+			break
+		}
+		var id int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM build_requests WHERE id = $1
+			AND state = 'pending' FOR UPDATE SKIP LOCKED`, c.requestID).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lock request %d: %w", c.requestID, err)
 		}
 		out = append(out, c)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func startBuild(ctx context.Context, tx *sql.Tx, c candidate, sess Session, master string, now int64) (Claimed, error) {

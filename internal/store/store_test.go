@@ -313,7 +313,8 @@ func TestConcurrentClaimsNeverShareARequest(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for range 3 {
+				// Claim until this worker is full or nothing is pending.
+				for got := 0; got < 3; {
 					cl, err := s.Claim(ctx, sess, "m1", 1)
 					if err != nil {
 						t.Error(err)
@@ -324,6 +325,13 @@ func TestConcurrentClaimsNeverShareARequest(t *testing.T) {
 						seen[c.Build.RequestID]++
 					}
 					mu.Unlock()
+					got += len(cl)
+					if len(cl) == 0 {
+						pending, err := s.Requests(ctx, store.RequestFilter{State: store.RequestPending})
+						if err != nil || len(pending) == 0 {
+							return
+						}
+					}
 				}
 			}()
 		}
