@@ -172,9 +172,10 @@ func (b *buildRun) shipLog(bo *backoff, st *stepReport, from int64) error {
 // appendLog sends data as the step's log bytes from offset and returns how
 // many bytes the master now stores for the step.
 func (b *buildRun) appendLog(bo *backoff, step int, offset int64, data []byte) (int64, error) {
+	// The attempt token goes in a header only, to keep it out of URLs
+	// and access logs.
 	q := url.Values{}
 	q.Set("offset", strconv.FormatInt(offset, 10))
-	q.Set("attempt", b.a.AttemptToken)
 	req := request{
 		method: http.MethodPost,
 		path:   fmt.Sprintf("/builds/%d/steps/%d/log", b.a.BuildID, step),
