@@ -13,10 +13,14 @@ type Pos struct {
 	Col  int    `json:"col"`
 }
 
-// String formats the position as file:line:col.
+// String formats the position as file:line:col, or just the file when the
+// line is unknown.
 func (p Pos) String() string {
 	if p.File == "" {
 		return "-"
+	}
+	if p.Line == 0 {
+		return p.File
 	}
 	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
 }
@@ -34,9 +38,11 @@ type State struct {
 
 // Repo is a git repository watched by a poller.
 type Repo struct {
-	Name         string   `json:"name"`
-	URL          string   `json:"url"`
-	Branches     []string `json:"branches"`
+	Name     string   `json:"name"`
+	URL      string   `json:"url"`
+	Branches []string `json:"branches"`
+	// PollInterval is how often the repository is polled. Zero means it
+	// is not polled: its changes arrive only through webhooks.
 	PollInterval Duration `json:"poll_interval"`
 	// Masters pins the poller to masters carrying all of these tags.
 	Masters []string `json:"masters,omitempty"`
@@ -68,13 +74,18 @@ type Builder struct {
 	// new attempt instead of ending with an exception.
 	RetryLost bool     `json:"retry_lost,omitempty"`
 	Locks     []string `json:"locks,omitempty"`
-	Pos       Pos      `json:"pos"`
+	// SecretEnv maps environment variable names to the names of the
+	// secrets that provide their values, for every step of the builder.
+	// Values are resolved where the step runs, never stored.
+	SecretEnv map[string]string `json:"secret_env,omitempty"`
+	Pos       Pos               `json:"pos"`
 }
 
 // Step kinds.
 const (
-	StepGit   = "git"
-	StepShell = "shell"
+	StepGit     = "git"
+	StepShell   = "shell"
+	StepTrigger = "trigger"
 )
 
 // Step is one unit of work in a build.
@@ -93,13 +104,38 @@ type Step struct {
 	Env             map[string]string `json:"env,omitempty"`
 	Workdir         string            `json:"workdir,omitempty"`
 	HaltOnFailure   bool              `json:"halt_on_failure"`
-	Pos             Pos               `json:"pos"`
+	// SecretEnv maps environment variable names to the names of the
+	// secrets that provide their values. Values are resolved where the
+	// step runs and masked in its log; the state holds only the names.
+	SecretEnv map[string]string `json:"secret_env,omitempty"`
+	// Locks are acquired before the step runs and released after it.
+	Locks []string `json:"locks,omitempty"`
+	// Schedulers are the triggerable schedulers a trigger step starts.
+	Schedulers []string `json:"schedulers,omitempty"`
+	// Wait makes a trigger step wait for the builds it started and take
+	// the worst of their results.
+	Wait bool `json:"wait,omitempty"`
+	Pos  Pos  `json:"pos"`
 }
 
 // Scheduler kinds.
 const (
+	// SchedulerBranch builds changes on one branch of a repository.
 	SchedulerBranch = "branch"
-	SchedulerForce  = "force"
+	// SchedulerAnyBranch builds changes on any watched branch, optionally
+	// those whose name matches BranchPattern.
+	SchedulerAnyBranch = "any_branch"
+	// SchedulerForce builds on request, with typed parameters.
+	SchedulerForce = "force"
+	// SchedulerCron builds at the times of a cron expression.
+	SchedulerCron = "cron"
+	// SchedulerPeriodic builds every Interval.
+	SchedulerPeriodic = "periodic"
+	// SchedulerTriggerable builds when a trigger step names it.
+	SchedulerTriggerable = "triggerable"
+	// SchedulerDependent builds when builds of all Upstream builders for
+	// the same buildset succeed.
+	SchedulerDependent = "dependent"
 )
 
 // Scheduler turns changes or requests into buildsets.
@@ -113,10 +149,59 @@ type Scheduler struct {
 	// long before starting builds for the newest change.
 	TreeStableTimer Duration `json:"tree_stable_timer,omitempty"`
 	Masters         []string `json:"masters,omitempty"`
-	Pos             Pos      `json:"pos"`
+
+	// BranchPattern is a regular expression (RE2 syntax, matched against
+	// the whole branch name) selecting branches for an any-branch
+	// scheduler; empty selects every watched branch.
+	BranchPattern string `json:"branch_pattern,omitempty"`
+	// Paths, when set, keeps only changes touching a file that matches
+	// one of these patterns (path.Match syntax; "dir/" matches a prefix).
+	Paths []string `json:"paths,omitempty"`
+	// Authors, when set, keeps only changes whose author contains one of
+	// these strings (for example an e-mail address).
+	Authors []string `json:"authors,omitempty"`
+
+	// Parameters are the typed parameters a force scheduler accepts.
+	Parameters []ForceParameter `json:"parameters,omitempty"`
+	// Cron is the five-field cron expression of a cron scheduler,
+	// evaluated in Timezone.
+	Cron     string `json:"cron,omitempty"`
+	Timezone string `json:"timezone,omitempty"`
+	// Interval is the period of a periodic scheduler.
+	Interval Duration `json:"interval,omitempty"`
+	// Upstream names the builders a dependent scheduler waits for.
+	Upstream []string `json:"upstream,omitempty"`
+
+	Pos Pos `json:"pos"`
 }
 
-// Lock limits how many builds hold it at once.
+// Force parameter kinds.
+const (
+	ParamString = "string"
+	ParamInt    = "int"
+	ParamBool   = "bool"
+	ParamChoice = "choice"
+)
+
+// ForceParameter is one typed parameter of a force scheduler, shown on the
+// force form and checked when a build is forced. A forced build gets each
+// parameter as a property of the same name.
+type ForceParameter struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	// Label is the text shown on the force form; the name when empty.
+	Label string `json:"label,omitempty"`
+	// Default is the value used when none is given, written canonically:
+	// "42" for an int, "true" or "false" for a bool.
+	Default string `json:"default"`
+	// Choices are the allowed values of a choice parameter.
+	Choices []string `json:"choices,omitempty"`
+	// Required refuses a forced build that does not give the parameter.
+	Required bool `json:"required,omitempty"`
+}
+
+// Lock limits how many builds or steps hold it at once, across the whole
+// cluster. MaxHolders 1 makes it exclusive; more makes it counting.
 type Lock struct {
 	Name       string `json:"name"`
 	MaxHolders int    `json:"max_holders"`

@@ -1,0 +1,343 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"go.starlark.net/resolve"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+// EntryFile is the file, at the configuration root, that evaluation starts
+// from.
+const EntryFile = "regent.star"
+
+// Defaults for [Options].
+const (
+	DefaultMaxSteps      = 10_000_000
+	DefaultTimeout       = 10 * time.Second
+	DefaultMaxAllocBytes = 512 << 20
+	// DefaultMaxValueBytes bounds the size of any one global of a module
+	// and of any string passed to a constructor's field.
+	DefaultMaxValueBytes = 16 << 20
+)
+
+// Options tunes how a configuration is evaluated. The zero value is usable.
+type Options struct {
+	// Secrets resolves secret("name") references. Without it, a
+	// configuration that uses secret() is refused.
+	Secrets SecretProvider
+	// MaxSteps bounds the Starlark computation steps of one evaluation,
+	// stopping endless loops. Zero means DefaultMaxSteps.
+	MaxSteps uint64
+	// Timeout bounds the wall-clock time of one evaluation. Zero means
+	// DefaultTimeout.
+	Timeout time.Duration
+	// MaxAllocBytes stops an evaluation during which the process
+	// allocated more than this many bytes. It is measured on the whole
+	// process, so it is a coarse guard against memory bombs, not an
+	// accounting. Zero means DefaultMaxAllocBytes.
+	MaxAllocBytes uint64
+	// Print receives the output of the configuration's print() calls,
+	// with their position. Nil discards it.
+	Print func(pos Pos, msg string)
+}
+
+// withDefaults fills zero fields with their defaults.
+func (o Options) withDefaults() Options {
+	if o.MaxSteps == 0 {
+		o.MaxSteps = DefaultMaxSteps
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxAllocBytes == 0 {
+		o.MaxAllocBytes = DefaultMaxAllocBytes
+	}
+	return o
+}
+
+// Load evaluates the configuration whose entry file is root/regent.star and
+// returns the desired state it declares.
+//
+// A configuration that fails to evaluate or to validate is refused with
+// [Errors], listing every problem found with its file (relative to root),
+// line and column. Other errors (an unreadable root, a cancelled context)
+// are returned wrapped. Evaluation reads only files under root and is
+// deterministic: the same files and secrets give the same state.
+func Load(ctx context.Context, root string, opts Options) (*State, error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("open configuration root: %w", err)
+	}
+	defer r.Close()
+	return LoadFS(ctx, r.FS(), opts)
+}
+
+// LoadFS is [Load] reading the configuration from fsys, whose root holds
+// regent.star. Positions in errors are paths within fsys.
+func LoadFS(ctx context.Context, fsys fs.FS, opts Options) (*State, error) {
+	opts = opts.withDefaults()
+	ev := newEvaluator(fsys, opts)
+	return ev.supervise(ctx)
+}
+
+// evaluator holds the state of one evaluation: the Starlark thread, the
+// modules loaded so far, the objects declared and the problems found.
+type evaluator struct {
+	fsys        fs.FS
+	opts        Options
+	thread      *starlark.Thread
+	predeclared starlark.StringDict
+
+	modules map[string]*module // by path under the root
+	loading []string           // modules being executed, outermost first
+	calls   map[callSite]Pos   // opening parenthesis of a call -> start of the call
+
+	decl    declarations
+	objects int // constructor calls so far, bounded by maxObjects
+	errs    Errors
+}
+
+// module is the outcome of executing one file.
+type module struct {
+	globals starlark.StringDict
+	err     error
+}
+
+// callSite identifies a position in a file.
+type callSite struct {
+	file      string
+	line, col int32
+}
+
+// errReported says that a loaded module failed and its problems are
+// already recorded, so the load statement adds nothing.
+var errReported = errors.New("the loaded file has errors")
+
+// fileOptions are the Starlark dialect of configurations: top-level for
+// and if statements and set() are allowed for convenience; while loops,
+// recursion and reassigning globals are not.
+var fileOptions = &syntax.FileOptions{Set: true, TopLevelControl: true}
+
+func newEvaluator(fsys fs.FS, opts Options) *evaluator {
+	ev := &evaluator{
+		fsys:    fsys,
+		opts:    opts,
+		modules: map[string]*module{},
+		calls:   map[callSite]Pos{},
+	}
+	ev.thread = &starlark.Thread{Name: "config", Load: ev.load, Print: ev.print}
+	ev.thread.SetMaxExecutionSteps(opts.MaxSteps)
+	ev.thread.OnMaxSteps = func(th *starlark.Thread) {
+		th.Cancel(fmt.Sprintf("the configuration ran for more than %d steps; "+
+			"look for a loop that does not end", opts.MaxSteps))
+	}
+	ev.predeclared = ev.builtins()
+	return ev
+}
+
+// evaluate runs the entry file and, if it ran, validates what it declared.
+func (ev *evaluator) evaluate() (*State, error) {
+	if _, err := fs.Stat(ev.fsys, EntryFile); err != nil {
+		return nil, Errors{{Pos: Pos{File: EntryFile},
+			Msg: "no " + EntryFile + " at the configuration root: it is the file evaluation starts from"}}
+	}
+	_, err := ev.exec(EntryFile)
+	if err != nil && !errors.Is(err, errReported) {
+		ev.errs = append(ev.errs, ev.convertError(err)...)
+	}
+	if err == nil {
+		ev.validate()
+	}
+	var st *State
+	if len(ev.errs) == 0 {
+		st = ev.state()
+		ev.resolveSecrets(st)
+	}
+	if len(ev.errs) > 0 {
+		return nil, ev.errs.sort()
+	}
+	return st, nil
+}
+
+// exec parses, compiles and runs the file at p, caching the outcome.
+func (ev *evaluator) exec(p string) (starlark.StringDict, error) {
+	if m, ok := ev.modules[p]; ok {
+		return m.globals, m.err
+	}
+	ev.loading = append(ev.loading, p)
+	globals, err := ev.execUncached(p)
+	ev.loading = ev.loading[:len(ev.loading)-1]
+	ev.modules[p] = &module{globals: globals, err: err}
+	return globals, err
+}
+
+func (ev *evaluator) execUncached(p string) (starlark.StringDict, error) {
+	src, err := fs.ReadFile(ev.fsys, p)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	f, err := fileOptions.Parse(p, src, 0)
+	if err != nil {
+		ev.errs = append(ev.errs, ev.convertError(err)...)
+		return nil, errReported
+	}
+	ev.indexCalls(f)
+	rewriteFile(f)
+	prog, err := starlark.FileProgram(f, ev.predeclared.Has)
+	if err != nil {
+		ev.errs = append(ev.errs, ev.convertError(err)...)
+		return nil, errReported
+	}
+	globals, err := prog.Init(ev.thread, ev.predeclared)
+	if err != nil {
+		if !errors.Is(err, errReported) {
+			ev.errs = append(ev.errs, ev.convertError(err)...)
+		}
+		return nil, errReported
+	}
+	globals.Freeze()
+	return globals, nil
+}
+
+// indexCalls records where each call expression of f starts, so that a
+// constructor reports the start of its call rather than its parenthesis.
+func (ev *evaluator) indexCalls(f *syntax.File) {
+	syntax.Walk(f, func(n syntax.Node) bool {
+		if c, ok := n.(*syntax.CallExpr); ok {
+			start, _ := c.Span()
+			ev.calls[siteOf(c.Lparen)] = toPos(start)
+		}
+		return true
+	})
+}
+
+func siteOf(p syntax.Position) callSite {
+	return callSite{file: p.Filename(), line: p.Line, col: p.Col}
+}
+
+func toPos(p syntax.Position) Pos {
+	return Pos{File: p.Filename(), Line: int(p.Line), Col: int(p.Col)}
+}
+
+// pos converts a Starlark position, moving a call's parenthesis to the
+// start of the call.
+func (ev *evaluator) pos(p syntax.Position) Pos {
+	if start, ok := ev.calls[siteOf(p)]; ok {
+		return start
+	}
+	return toPos(p)
+}
+
+// callerPos is the position of the innermost Starlark code calling the
+// running built-in.
+func (ev *evaluator) callerPos(th *starlark.Thread) Pos {
+	for depth := 1; depth < th.CallStackDepth(); depth++ {
+		p := th.CallFrame(depth).Pos
+		if p.Filename() != "<builtin>" && p.Line > 0 {
+			return ev.pos(p)
+		}
+	}
+	return Pos{File: EntryFile}
+}
+
+// load implements load() statements: paths are relative to the
+// configuration root and must name a .star file under it.
+func (ev *evaluator) load(th *starlark.Thread, name string) (starlark.StringDict, error) {
+	p, err := modulePath(name)
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range ev.loading {
+		if l == p {
+			cycle := append(append([]string{}, ev.loading[i:]...), p)
+			return nil, fmt.Errorf("load cycle: %s", strings.Join(cycle, " -> "))
+		}
+	}
+	if _, err := fs.Stat(ev.fsys, p); err != nil {
+		return nil, fmt.Errorf("no file %s under the configuration root "+
+			"(or it is a link leading outside it)", p)
+	}
+	return ev.exec(p)
+}
+
+// modulePath checks a load() path and returns it cleaned.
+func modulePath(name string) (string, error) {
+	switch {
+	case name == "":
+		return "", errors.New("empty path")
+	case strings.HasPrefix(name, "/") || strings.Contains(name, `\`):
+		return "", errors.New("absolute paths are not allowed: load files by their " +
+			"path relative to the configuration root, such as \"lib/common.star\"")
+	case !strings.HasSuffix(name, ".star"):
+		return "", errors.New("only .star files can be loaded")
+	}
+	p := path.Clean(name)
+	if p == ".." || strings.HasPrefix(p, "../") || !fs.ValidPath(p) {
+		return "", errors.New("the path leaves the configuration root; " +
+			"only files under it can be loaded")
+	}
+	return p, nil
+}
+
+// print forwards print() output to Options.Print.
+func (ev *evaluator) print(th *starlark.Thread, msg string) {
+	if ev.opts.Print != nil {
+		ev.opts.Print(ev.callerPos(th), msg)
+	}
+}
+
+// convertError turns a Starlark parse, resolve or evaluation error into
+// positioned problems.
+func (ev *evaluator) convertError(err error) Errors {
+	var (
+		serr  syntax.Error
+		rerrs resolve.ErrorList
+		eerr  *starlark.EvalError
+	)
+	switch {
+	case errors.As(err, &rerrs):
+		var out Errors
+		for _, e := range rerrs {
+			out.add(toPos(e.Pos), "", "", "%s", e.Msg)
+		}
+		return out
+	case errors.As(err, &serr):
+		return Errors{{Pos: toPos(serr.Pos), Msg: serr.Msg}}
+	case errors.As(err, &eerr):
+		return Errors{{Pos: ev.evalErrorPos(eerr), Msg: explain(eerr.Msg)}}
+	}
+	return Errors{{Pos: Pos{File: EntryFile}, Msg: err.Error()}}
+}
+
+// evalErrorPos is the position of the innermost Starlark frame of an
+// evaluation error.
+func (ev *evaluator) evalErrorPos(e *starlark.EvalError) Pos {
+	for i := len(e.CallStack) - 1; i >= 0; i-- {
+		p := e.CallStack[i].Pos
+		if p.Filename() != "<builtin>" && p.Line > 0 {
+			return ev.pos(p)
+		}
+	}
+	return Pos{File: EntryFile}
+}
+
+// explain rewords the Starlark interpreter's terser messages.
+func explain(msg string) string {
+	const cancelled = "Starlark computation cancelled: "
+	if rest, ok := strings.CutPrefix(msg, cancelled); ok {
+		return "evaluation stopped: " + rest
+	}
+	if strings.HasSuffix(msg, "called recursively") {
+		return msg + " (recursion is not allowed in configurations; use a loop instead)"
+	}
+	return msg
+}
