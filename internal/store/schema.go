@@ -188,4 +188,48 @@ CREATE TABLE log_chunks (
 	PRIMARY KEY (build_id, step, start_offset)
 );
 `,
+	// 2: the cluster: master incarnations, leases and clustered services.
+	`
+CREATE TABLE masters (
+	id {{id}},
+	name TEXT NOT NULL,
+	host TEXT NOT NULL DEFAULT '',
+	roles TEXT NOT NULL DEFAULT '[]',
+	tags TEXT NOT NULL DEFAULT '[]',
+	version TEXT NOT NULL DEFAULT '',
+	config_source TEXT NOT NULL DEFAULT '',
+	state TEXT NOT NULL,
+	reason TEXT NOT NULL DEFAULT '',
+	started_at BIGINT NOT NULL,
+	last_seen BIGINT NOT NULL,
+	ended_at BIGINT
+);
+CREATE UNIQUE INDEX masters_live_name ON masters (name) WHERE state IN ('alive', 'draining');
+CREATE INDEX masters_state ON masters (state);
+
+CREATE TABLE leases (
+	name TEXT PRIMARY KEY,
+	holder BIGINT,
+	token BIGINT NOT NULL DEFAULT 0,
+	acquired_at BIGINT,
+	expires_at BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO leases (name) VALUES ('supervisor');
+
+CREATE TABLE services (
+	name TEXT PRIMARY KEY,
+	kind TEXT NOT NULL,
+	master_tags TEXT NOT NULL DEFAULT '[]',
+	state TEXT NOT NULL,
+	owner BIGINT,
+	token BIGINT NOT NULL DEFAULT 0,
+	owned_since BIGINT,
+	last_success BIGINT,
+	last_error TEXT NOT NULL DEFAULT '',
+	last_error_at BIGINT,
+	created_at BIGINT NOT NULL,
+	retired_at BIGINT
+);
+CREATE INDEX services_owner ON services (owner);
+`,
 }
