@@ -242,7 +242,12 @@ func (c *masterClient) call(ctx context.Context, bo *backoff, r request) (reply,
 			}
 			continue
 		case rep.status == http.StatusUnauthorized:
+			// The poll loop opens a new session; waiting a little keeps a
+			// master that refuses every token from making this a spin.
 			c.dropSession(token)
+			if err := bo.wait(ctx); err != nil {
+				return reply{}, context.Cause(ctx)
+			}
 			continue
 		case rep.status/100 == 2 && isStopOrder(rep.body):
 			// A master answers any request of a session it has ended with

@@ -18,6 +18,11 @@ const (
 	pollSlack          = 15 * time.Second
 )
 
+// quickPoll is how fast an answer with nothing new must come for the next
+// poll to wait: a master repeats a cancel order on every poll until the
+// build ends, and a build may take Config.KillGrace to die.
+const quickPoll = time.Second
+
 var (
 	// errRefused: a master refused the worker's credentials.
 	errRefused = errors.New("credentials refused")
@@ -47,6 +52,7 @@ func (w *Worker) loop(ctx context.Context) {
 	defer w.shutdown(ctx)
 	bo := newBackoff(w.cfg.BackoffMin, w.cfg.BackoffMax)
 	refusedBo := newBackoff(w.cfg.BackoffMax, 6*w.cfg.BackoffMax)
+	quietBo := newBackoff(w.cfg.BackoffMin, w.cfg.BackoffMax)
 	pollTimeout := defaultPollTimeout
 
 	for ctx.Err() == nil {
@@ -62,6 +68,7 @@ func (w *Worker) loop(ctx context.Context) {
 			continue
 		}
 
+		sent := time.Now()
 		resp, err := w.pollOnce(ctx, token, pollTimeout)
 		switch {
 		case ctx.Err() != nil:
@@ -85,7 +92,22 @@ func (w *Worker) loop(ctx context.Context) {
 			w.stopByMaster(resp.Reason)
 			return
 		}
-		w.apply(ctx, resp)
+		if w.apply(ctx, resp) || time.Since(sent) >= quickPoll {
+			quietBo.reset()
+			continue
+		}
+		w.pause(ctx, quietBo.next())
+	}
+}
+
+// pause waits for d, or less if a build ends meanwhile.
+func (w *Worker) pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-w.ended:
+	case <-ctx.Done():
 	}
 }
 
@@ -176,11 +198,14 @@ func (w *Worker) interruptPoll(always bool) {
 	}
 }
 
-// apply carries out a master's orders: cancellations first, then new
-// builds.
-func (w *Worker) apply(ctx context.Context, resp workerapi.PollResponse) {
+// apply carries out a master's orders, cancellations first, then new
+// builds, and reports whether any of them was new.
+func (w *Worker) apply(ctx context.Context, resp workerapi.PollResponse) bool {
+	news := len(resp.Builds) > 0
 	for _, id := range resp.Cancel {
-		w.cancelBuild(id)
+		if w.cancelBuild(id) {
+			news = true
+		}
 	}
 	for _, a := range resp.Builds {
 		w.mu.Lock()
@@ -200,4 +225,5 @@ func (w *Worker) apply(ctx context.Context, resp workerapi.PollResponse) {
 		}
 		w.startBuild(ctx, a)
 	}
+	return news
 }

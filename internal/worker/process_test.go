@@ -159,3 +159,35 @@ func TestStopLeavesNothingRunning(t *testing.T) {
 		t.Fatalf("goroutines left after Stop:\n\n%s", strings.Join(leaks, "\n\n"))
 	}
 }
+
+// A master repeats a cancel order on every poll until the build ends; the
+// worker must not answer that with a storm of polls while a step that
+// ignores SIGTERM waits out its grace period.
+func TestRepeatedCancelOrdersDoNotSpinThePoll(t *testing.T) {
+	t.Parallel()
+	c := newFakeCluster(t)
+	m := c.addMaster("m1")
+	cfg := testConfig(t, m.URL())
+	cfg.KillGrace = time.Second
+	cfg.BackoffMax = 200 * time.Millisecond
+	startWorker(t, cfg)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	a := newBuild(shell(fmt.Sprintf(`trap '' TERM; echo $$ > %q; sleep 300`, pidFile)))
+	c.assign(a)
+	readPID(t, pidFile)
+
+	var before int
+	c.update(func() {
+		before = c.polls
+		c.cancel[a.BuildID] = true
+	})
+	b := c.waitFinished(a.BuildID, 10*time.Second)
+	checkResult(t, b, build.Cancelled, "cancelled")
+	c.mu.Lock()
+	polls := c.polls - before
+	c.mu.Unlock()
+	if polls > 40 {
+		t.Fatalf("%d polls while a cancelled build took a second to die", polls)
+	}
+	t.Logf("%d polls while the cancelled build died", polls)
+}

@@ -138,6 +138,7 @@ type Worker struct {
 	builders map[string]chan struct{} // one build per builder directory
 	poll     *inflightPoll
 	wg       sync.WaitGroup // the builds
+	ended    chan struct{}  // capacity 1: a build ended
 	done     chan struct{}
 
 	// stopReports ends the builds' reporting, which may outlive Stop's
@@ -157,6 +158,7 @@ func New(cfg Config) (*Worker, error) {
 		log:      cfg.Logger.With("component", "worker", "worker", cfg.Name),
 		builds:   make(map[int64]*buildRun),
 		builders: make(map[string]chan struct{}),
+		ended:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
 	if w.cfg.HTTPClient == nil {
@@ -292,27 +294,35 @@ func (w *Worker) startBuild(root context.Context, a workerapi.Assignment) {
 	}()
 }
 
-// buildEnded unregisters a build and lets a full worker poll for more.
+// buildEnded unregisters a build and lets a full or pausing worker poll
+// for more at once.
 func (w *Worker) buildEnded(b *buildRun) {
 	w.mu.Lock()
 	delete(w.builds, b.a.BuildID)
 	w.mu.Unlock()
 	w.interruptPoll(false)
+	select {
+	case w.ended <- struct{}{}:
+	default: // a wake-up is pending already
+	}
 }
 
-// cancelBuild stops a running build on a master's order.
-func (w *Worker) cancelBuild(id int64) {
+// cancelBuild stops a running build on a master's order and reports
+// whether the order was new.
+func (w *Worker) cancelBuild(id int64) bool {
 	w.mu.Lock()
 	b, ok := w.builds[id]
 	w.mu.Unlock()
 	if !ok {
 		w.log.Debug("cancel for a build that is not running here", "build_id", id)
-		return
+		return false
 	}
-	if b.exec.Err() == nil {
-		b.log.Info("cancelling build on the master's order")
+	if b.exec.Err() != nil {
+		return false
 	}
+	b.log.Info("cancelling build on the master's order")
 	b.stopExec(errCancelled)
+	return true
 }
 
 // running returns the ids of the builds on this worker and how many more
