@@ -184,6 +184,20 @@ func TestGitCheckoutThenShell(t *testing.T) {
 	run(map[string]string{"branch": "refs/heads/main"}, "two\nversion.txt ", second)
 }
 
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"https://user:token@example.com/r.git": "https://user:xxxxx@example.com/r.git",
+		"https://example.com/r.git":            "https://example.com/r.git",
+		"/srv/git/repo":                        "/srv/git/repo",
+		"--no-checkout":                        "--no-checkout",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestGitStepFailsOnBadRepository(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("git"); err != nil {

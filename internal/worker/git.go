@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,7 +100,11 @@ func (g gitRunner) target() (string, outcome) {
 
 // run runs one git command with its output in the step's log.
 func (g gitRunner) run(dir string, args ...string) outcome {
-	fmt.Fprintf(g.sp, "$ git %s\n", strings.Join(args, " "))
+	shown := make([]string, len(args))
+	for i, a := range args {
+		shown[i] = redactURL(a)
+	}
+	fmt.Fprintf(g.sp, "$ git %s\n", strings.Join(shown, " "))
 	return process{
 		args:     append([]string{"git"}, args...),
 		dir:      dir,
@@ -121,4 +126,14 @@ func (g gitRunner) output(args ...string) (string, error) {
 	cmd.Env = append(g.b.env(g.st), "GIT_TERMINAL_PROMPT=0")
 	out, err := cmd.Output()
 	return strings.TrimSpace(string(out)), err
+}
+
+// redactURL hides the password of a URL with credentials, so that the
+// command lines echoed to the log do not show it.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
 }

@@ -132,9 +132,12 @@ func (s *spool) readAt(p []byte, off int64) (int, error) {
 }
 
 // remove closes and deletes the file once the master holds it all or the
-// build is abandoned.
+// build is abandoned; output still coming from a dying step is dropped.
 func (s *spool) remove() {
+	s.mu.Lock()
+	s.closed = true
 	s.f.Close()
+	s.mu.Unlock()
 	if err := os.Remove(s.path); err != nil && !os.IsNotExist(err) {
 		s.log.Warn("cannot remove log spool", "path", s.path, "err", err)
 	}
