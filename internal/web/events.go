@@ -76,9 +76,11 @@ func (s *Server) buildEvents(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetWriteDeadline(time.Time{}) // a stream lasts as long as the build
 	w.WriteHeader(http.StatusOK)
 
+	ctx, cancel := s.streamContext(r)
+	defer cancel()
 	es := &eventStream{s: s, w: w, build: id, sent: offsets, steps: map[int][]byte{}}
 	es.write("retry: 2000\n\n")
-	if err := s.runEvents(r.Context(), es, rc); err != nil && r.Context().Err() == nil {
+	if err := s.runEvents(ctx, es, rc); err != nil && ctx.Err() == nil {
 		s.log.Warn("build event stream stopped", "build", id, "err", err)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regent-ci/regent/internal/build"
 	"github.com/regent-ci/regent/internal/config"
 	"github.com/regent-ci/regent/internal/store"
 )
@@ -26,7 +25,11 @@ type testEnv struct {
 	ctx   context.Context
 	store *store.Store
 	srv   *httptest.Server
+	web   *Server
 	wakes atomic.Int32
+	// sess is worker w1's session, opened at the first build; opening
+	// another would supersede it and end its builds.
+	sess *store.Session
 }
 
 // newEnv opens a store, applies baseState and serves it. Options adjust
@@ -54,8 +57,10 @@ func newEnv(t *testing.T, opts ...func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatalf("new server: %v", err)
 	}
+	e.web = s
 	e.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(e.srv.Close)
+	t.Cleanup(s.Close) // runs first: ends open streams so the server can close
 	e.apply(baseState())
 	return e
 }
@@ -106,11 +111,14 @@ func (e *testEnv) startBuild(builder string, props map[string]string) *fakeBuild
 	}); err != nil {
 		e.t.Fatalf("create buildset: %v", err)
 	}
-	sess, _, err := e.store.OpenSession(e.ctx, "w1", "pw1", "m1", "127.0.0.1")
-	if err != nil {
-		e.t.Fatalf("open session: %v", err)
+	if e.sess == nil {
+		sess, _, err := e.store.OpenSession(e.ctx, "w1", "pw1", "m1", "127.0.0.1")
+		if err != nil {
+			e.t.Fatalf("open session: %v", err)
+		}
+		e.sess = &sess
 	}
-	claimed, err := e.store.Claim(e.ctx, sess, "m1", 1)
+	claimed, err := e.store.Claim(e.ctx, *e.sess, "m1", 1)
 	if err != nil || len(claimed) != 1 {
 		e.t.Fatalf("claim: %d builds, %v", len(claimed), err)
 	}
@@ -262,5 +270,3 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
-var _ = build.Success

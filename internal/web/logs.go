@@ -69,7 +69,8 @@ func (s *Server) writeLogOnce(w http.ResponseWriter, r *http.Request, st store.S
 // only marked finished once all its bytes are stored, so nothing is lost
 // at the end.
 func (s *Server) followLog(w http.ResponseWriter, r *http.Request, st store.Step, offset int64) {
-	ctx := r.Context()
+	ctx, cancel := s.streamContext(r)
+	defer cancel()
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // a followed log may stay open for hours
 	w.WriteHeader(http.StatusOK)

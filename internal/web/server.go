@@ -55,6 +55,10 @@ type Server struct {
 	// tokenSum is the SHA-256 of the admin token, compared in constant
 	// time whatever the length of the presented token.
 	tokenSum [sha256.Size]byte
+	// closing ends long-lived answers (followed logs, event streams) when
+	// the server is closed.
+	closing context.Context
+	close   context.CancelFunc
 }
 
 // New validates cfg, fills its defaults and prepares the templates.
@@ -81,7 +85,27 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "web"), pages: p}
 	s.tokenSum = sha256.Sum256([]byte(cfg.AdminToken))
 	s.metrics = newMetrics(cfg.Store)
+	s.closing, s.close = context.WithCancel(context.Background())
 	return s, nil
+}
+
+// Close ends the followed logs and event streams that are open, so that
+// an [http.Server.Shutdown] need not wait for them; clients reconnect to
+// another master. Requests that arrive later are still answered. It may
+// be called more than once.
+func (s *Server) Close() {
+	s.close()
+}
+
+// streamContext returns the context of a long-lived answer: it ends when
+// the client goes away or the server is closed.
+func (s *Server) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(s.closing, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // Handler returns the server's routes: /api/v1/, the UI at /, /static/,

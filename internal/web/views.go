@@ -55,7 +55,7 @@ func mapSlice[T, U any](in []T, f func(T) U) []U {
 // workers it may run on, and its newest build.
 type builderView struct {
 	store.Builder
-	Workers   []string     `json:"workers"`
+	Workers   []string  `json:"workers"`
 	LastBuild *apiBuild `json:"last_build"`
 }
 
@@ -74,4 +74,3 @@ func newBuilderView(b store.Builder, last *store.Build) builderView {
 	}
 	return v
 }
-

@@ -1,0 +1,281 @@
+package web
+
+import (
+	"fmt"
+	"io/fs"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/regent-ci/regent/internal/build"
+	"github.com/regent-ci/regent/internal/store"
+)
+
+// page fetches a UI page and checks its status and type.
+func (e *testEnv) page(path string, wantStatus int) string {
+	e.t.Helper()
+	r := e.do("GET", path, "", nil)
+	if r.Status != wantStatus {
+		e.t.Fatalf("GET %s: status %d, want %d; body %s", path, r.Status, wantStatus, r.Body)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		e.t.Fatalf("GET %s: Content-Type %q", path, ct)
+	}
+	if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
+		e.t.Fatalf("GET %s: Content-Security-Policy %q", path, csp)
+	}
+	return string(r.Body)
+}
+
+func TestUIPages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	done := e.finishedBuild("app", build.Failure, "boom\n")
+	running := e.startBuild("docs", map[string]string{"revision": "cafe1234"})
+	running.startStep(1, "compile <docs>")
+	if _, _, err := e.store.AddChange(e.ctx, store.Change{Repository: "repo", Branch: "main",
+		Revision: "0123456789abcdef", Author: "Ada", Comments: "Fix the frobnicator\n\nbody"}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		path string
+		want []string
+	}{
+		{"/", []string{"Builders", `href="/builders/app"`, "failure", "the application"}},
+		{"/builders/app", []string{"Force a build", `action="/builders/app/force"`, "#1"}},
+		{"/builds", []string{"app #1", "docs #1", "running"}},
+		{"/builds?state=running", []string{"docs #1"}},
+		{fmt.Sprintf("/builds/%d", done.ID), []string{"failure", "Rebuild", `data-step="1"`,
+			"/api/v1/builds/1/steps/1/log", "/api/v1/builds/1/events?offsets=1:0"}},
+		{fmt.Sprintf("/builds/%d", running.ID), []string{"Cancel build", "compile &lt;docs&gt;",
+			"cafe1234"}},
+		{"/buildsets/2", []string{"docs", "build 2", "cafe1234"}},
+		{"/workers", []string{"w1", "busy", "w2", "offline"}},
+		{"/changes", []string{"0123456789ab", "Fix the frobnicator"}},
+		{"/generations", []string{`href="/generations/1"`, "active", "tester"}},
+		{"/generations/1", []string{"Desired state", "&#34;builders&#34;"}},
+	}
+	for _, c := range cases {
+		body := e.page(c.path, http.StatusOK)
+		for _, w := range c.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("GET %s: page lacks %q", c.path, w)
+			}
+		}
+	}
+	e.page("/nowhere", http.StatusNotFound)
+	e.page("/builds/999", http.StatusNotFound)
+	e.page("/builds/abc", http.StatusNotFound)
+	e.page("/builders/nope", http.StatusNotFound)
+	e.page("/generations/7", http.StatusNotFound)
+}
+
+func TestUIFragments(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.finishedBuild("app", build.Success, "")
+	for _, path := range []string{"/", "/builds", "/workers", "/changes", "/builders/app", "/buildsets/1"} {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		body := e.page(path+sep+"fragment=1", http.StatusOK)
+		if strings.Contains(body, "<html") || !strings.Contains(body, "<table") {
+			t.Errorf("fragment of %s is not just the live table: %.200s", path, body)
+		}
+	}
+}
+
+func TestUIRetiredToggle(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	st := baseState()
+	st.Builders = st.Builders[:1]
+	st.Workers = st.Workers[:1]
+	st.Schedulers[0].Builders = []string{"app"}
+	e.apply(st)
+
+	home := e.page("/", http.StatusOK)
+	if strings.Contains(home, "/builders/docs") || !strings.Contains(home, `href="/?include=retired"`) {
+		t.Errorf("home shows retired docs or lacks the toggle")
+	}
+	all := e.page("/?include=retired", http.StatusOK)
+	if !strings.Contains(all, "/builders/docs") || !strings.Contains(all, "retired in generation 2") {
+		t.Errorf("home with retired does not show docs as retired")
+	}
+	if !strings.Contains(all, "hide retired") {
+		t.Error("home with retired lacks the toggle back")
+	}
+	if w := e.page("/workers", http.StatusOK); strings.Contains(w, ">w2<") {
+		t.Error("workers page shows retired w2")
+	}
+	if w := e.page("/workers?include=retired", http.StatusOK); !strings.Contains(w, "w2") {
+		t.Error("workers page with retired lacks w2")
+	}
+	// A retired builder's page is reachable from old links and says so,
+	// without a force form.
+	docs := e.page("/builders/docs", http.StatusOK)
+	if !strings.Contains(docs, "retired in generation 2") || strings.Contains(docs, "Force a build") {
+		t.Error("retired builder page does not say it is retired, or offers force")
+	}
+}
+
+func TestUIForceFormCSRF(t *testing.T) {
+	t.Parallel()
+	form := "reason=from+a+test&properties=branch%3Dmain%0D%0Ajobs%3D4"
+	cases := []struct {
+		name   string
+		token  string // admin token configured
+		header map[string]string
+		body   string
+		status int
+	}{
+		{"no origin", "", nil, form, http.StatusForbidden},
+		{"other origin", "", map[string]string{"Origin": "http://evil.example"}, form, http.StatusForbidden},
+		{"cross site", "", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "SELF"}, form,
+			http.StatusForbidden},
+		{"other referer", "", map[string]string{"Referer": "http://evil.example/x"}, form,
+			http.StatusForbidden},
+		{"same origin", "", map[string]string{"Origin": "SELF"}, form, http.StatusSeeOther},
+		{"same referer", "", map[string]string{"Referer": "SELF/builders/app"}, form, http.StatusSeeOther},
+		{"fetch metadata", "", map[string]string{"Sec-Fetch-Site": "same-origin"}, form, http.StatusSeeOther},
+		{"bad properties", "", map[string]string{"Origin": "SELF"}, "properties=novalue",
+			http.StatusBadRequest},
+		{"token missing", "tok", map[string]string{"Origin": "SELF"}, form, http.StatusUnauthorized},
+		{"token wrong", "tok", map[string]string{"Origin": "SELF"}, form + "&token=nope",
+			http.StatusUnauthorized},
+		{"token right", "tok", map[string]string{"Origin": "SELF"}, form + "&token=tok", http.StatusSeeOther},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, func(cfg *Config) { cfg.AdminToken = c.token })
+			h := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+			for k, v := range c.header {
+				h[k] = strings.Replace(v, "SELF", e.srv.URL, 1)
+			}
+			r := e.do("POST", "/builders/app/force", c.body, h)
+			if r.Status != c.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, c.status, r.Body)
+			}
+			sets, err := e.store.Buildsets(e.ctx, store.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.status != http.StatusSeeOther {
+				if len(sets) != 0 {
+					t.Fatalf("refused form still created %d buildsets", len(sets))
+				}
+				return
+			}
+			if len(sets) != 1 {
+				t.Fatalf("%d buildsets, want 1", len(sets))
+			}
+			bs := sets[0]
+			if loc := r.Header.Get("Location"); loc != fmt.Sprintf("/buildsets/%d", bs.ID) {
+				t.Errorf("redirect to %q, want the buildset", loc)
+			}
+			if bs.Reason != "from a test" || bs.Properties["branch"] != "main" || bs.Properties["jobs"] != "4" {
+				t.Errorf("buildset = %+v", bs)
+			}
+		})
+	}
+}
+
+func TestUICancelAndRebuildForms(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := e.startBuild("app", nil)
+	h := map[string]string{"Origin": e.srv.URL, "Content-Type": "application/x-www-form-urlencoded"}
+
+	r := e.do("POST", fmt.Sprintf("/builds/%d/cancel", b.ID), "", h)
+	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != fmt.Sprintf("/builds/%d", b.ID) {
+		t.Fatalf("cancel form: %d to %q", r.Status, r.Header.Get("Location"))
+	}
+	b.finish(build.Success)
+	if r := e.do("POST", fmt.Sprintf("/builds/%d/cancel", b.ID), "", h); r.Status != http.StatusConflict {
+		t.Errorf("cancel of a finished build: %d, want 409", r.Status)
+	}
+	r = e.do("POST", fmt.Sprintf("/builds/%d/rebuild", b.ID), "", h)
+	if r.Status != http.StatusSeeOther || !strings.HasPrefix(r.Header.Get("Location"), "/buildsets/") {
+		t.Fatalf("rebuild form: %d to %q", r.Status, r.Header.Get("Location"))
+	}
+	// The pending request of the rebuild can be cancelled from its page.
+	page := e.page(r.Header.Get("Location"), http.StatusOK)
+	m := regexp.MustCompile(`action="/requests/(\d+)/cancel"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("buildset page offers no cancel: %s", page)
+	}
+	r = e.do("POST", "/requests/"+m[1]+"/cancel", "", h)
+	if r.Status != http.StatusSeeOther {
+		t.Fatalf("cancel request form: %d %s", r.Status, r.Body)
+	}
+	if page := e.page(r.Header.Get("Location"), http.StatusOK); !strings.Contains(page, "cancelled from the web UI") {
+		t.Error("buildset page does not show the request cancelled with its reason")
+	}
+}
+
+// TestUINoExternalURLs keeps every asset and page self-contained.
+func TestUINoExternalURLs(t *testing.T) {
+	t.Parallel()
+	external := regexp.MustCompile(`(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}`)
+	for _, fsys := range []fs.FS{templateFS, staticFS} {
+		err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := fs.ReadFile(fsys, path)
+			if err != nil {
+				return err
+			}
+			if m := external.Find(data); m != nil {
+				t.Errorf("%s refers to %s", path, m)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := newEnv(t)
+	for _, asset := range []string{"/static/style.css", "/static/app.js", "/static/build.js"} {
+		if r := e.do("GET", asset, "", nil); r.Status != http.StatusOK || len(r.Body) == 0 {
+			t.Errorf("GET %s: %d", asset, r.Status)
+		}
+	}
+	if r := e.do("GET", "/static/", "", nil); r.Status != http.StatusNotFound {
+		t.Errorf("GET /static/: %d, want no listing", r.Status)
+	}
+}
+
+func TestHealthzAndMetrics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startBuild("app", nil)
+	for range 2 {
+		if _, _, err := e.store.CreateBuildset(e.ctx, store.BuildsetInput{
+			Reason: "wait", Scheduler: "force", Builders: []string{"docs"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := e.do("GET", "/healthz", "", nil); r.Status != http.StatusOK || string(r.Body) != "ok\n" {
+		t.Errorf("healthz: %d %q", r.Status, r.Body)
+	}
+	m := string(e.do("GET", "/metrics", "", nil).Body)
+	for _, want := range []string{
+		"regent_builds_running 1",
+		"regent_build_requests_pending 2",
+		"regent_workers_connected 1",
+		"regent_config_generation_active 1",
+		"go_goroutines",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	e.store.Close()
+	if r := e.do("GET", "/healthz", "", nil); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("healthz with the database closed: %d", r.Status)
+	}
+}
