@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -190,4 +191,35 @@ func TestRepeatedCancelOrdersDoNotSpinThePoll(t *testing.T) {
 		t.Fatalf("%d polls while a cancelled build took a second to die", polls)
 	}
 	t.Logf("%d polls while the cancelled build died", polls)
+}
+
+// The end of Start's context stops the worker as Stop does.
+func TestEndOfStartContextStopsTheWorker(t *testing.T) {
+	t.Parallel()
+	c := newFakeCluster(t)
+	m := c.addMaster("m1")
+	w, err := New(testConfig(t, m.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	a := newBuild(shell(fmt.Sprintf(`echo $$ > %q; sleep 300`, pidFile)))
+	c.assign(a)
+	pid := readPID(t, pidFile)
+
+	cancel()
+	select {
+	case <-w.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker did not stop when its context ended")
+	}
+	if !processGone(pid) {
+		t.Error("the step outlived the worker")
+	}
+	checkResult(t, c.build(a.BuildID), build.Exception, "stopped: worker stopped")
 }

@@ -129,17 +129,19 @@ type Worker struct {
 	client    *masterClient
 	ownClient bool
 
-	mu       sync.Mutex
-	started  bool
-	stopped  bool
-	cancel   context.CancelCauseFunc // ends the poll loop and the steps
-	err      error
-	builds   map[int64]*buildRun
-	builders map[string]chan struct{} // one build per builder directory
-	poll     *inflightPoll
-	wg       sync.WaitGroup // the builds
-	ended    chan struct{}  // capacity 1: a build ended
-	done     chan struct{}
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	cancel  context.CancelCauseFunc // ends the poll loop and the steps
+	// unlinkCtx releases the tie between Start's context and cancel.
+	unlinkCtx func() bool
+	err       error
+	builds    map[int64]*buildRun
+	builders  map[string]chan struct{} // one build per builder directory
+	poll      *inflightPoll
+	wg        sync.WaitGroup // the builds
+	ended     chan struct{}  // capacity 1: a build ended
+	done      chan struct{}
 
 	// stopReports ends the builds' reporting, which may outlive Stop's
 	// cancellation by a grace period.
@@ -190,8 +192,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 
 	w.started = true
-	root, cancel := context.WithCancelCause(ctx)
+	// The end of ctx stops the worker as Stop does, with the same cause.
+	root, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	w.cancel = cancel
+	w.unlinkCtx = context.AfterFunc(ctx, func() { cancel(errWorkerStopping) })
 	w.reports, w.stopReports = context.WithCancelCause(context.WithoutCancel(ctx))
 	go w.loop(root)
 	return nil
@@ -254,6 +258,7 @@ func (w *Worker) shutdown(ctx context.Context) {
 		<-allDone
 	}
 	grace.Stop()
+	w.unlinkCtx()
 	w.stopReports(nil)
 	if w.ownClient {
 		w.client.closeIdle()
