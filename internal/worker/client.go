@@ -22,8 +22,9 @@ const apiPrefix = "/api/worker/v1"
 // master that accepts a connection and then hangs is treated as failed.
 const requestTimeout = 30 * time.Second
 
-// maxReplySize bounds how much of an answer is read; answers are small JSON.
-const maxReplySize = 1 << 20
+// maxReplySize bounds how much of an answer is read. Answers are JSON; the
+// largest is a poll answer carrying several builds with their steps.
+const maxReplySize = 16 << 20
 
 // errUnavailable marks a failure of the master itself (no connection, a
 // hang, a 5xx): the request may be retried on the next master.

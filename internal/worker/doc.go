@@ -17,6 +17,11 @@
 // worker: its steps are killed, nothing more is reported (the master has
 // ended those builds), and Err returns the master's reason.
 //
+// A poll sent while the worker is full is cut short when a build ends, so
+// that the master hears of the free slot at once. A poll answered at once
+// with nothing new (a master repeats a cancel order until the build ends)
+// makes the next one wait, with backoff, until a build ends.
+//
 // # Builds
 //
 // Each build runs in its own goroutine, up to Config.MaxBuilds at once;
