@@ -9,8 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,50 +19,13 @@ import (
 
 	"github.com/regent-ci/regent/internal/config"
 	"github.com/regent-ci/regent/internal/workerapi"
+	"go.uber.org/goleak"
 )
 
-// TestMain fails the run when any goroutine of the package outlives the
-// tests: every worker a test starts must be stopped completely.
+// TestMain fails the run when any goroutine outlives the tests: every
+// worker a test starts must be stopped completely.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaks := leakedGoroutines(5 * time.Second); len(leaks) > 0 {
-			fmt.Fprintf(os.Stderr, "goroutines left running by the worker package:\n\n%s\n",
-				strings.Join(leaks, "\n\n"))
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// packageFrame matches a stack frame in a non-test file of this package.
-var packageFrame = regexp.MustCompile(`/internal/worker/[a-z_]+\.go:\d+`)
-
-// leakedGoroutines waits up to timeout for the goroutines running code of
-// this package (outside its tests), or an HTTP client connection, to end,
-// and returns the stacks of those still there.
-func leakedGoroutines(timeout time.Duration) []string {
-	deadline := time.Now().Add(timeout)
-	for {
-		var leaks []string
-		buf := make([]byte, 4<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			ours := false
-			for _, m := range packageFrame.FindAllString(g, -1) {
-				if !strings.Contains(m, "_test.go") {
-					ours = true
-				}
-			}
-			if ours || strings.Contains(g, "net/http.(*persistConn)") {
-				leaks = append(leaks, g)
-			}
-		}
-		if len(leaks) == 0 || time.Now().After(deadline) {
-			return leaks
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	goleak.VerifyTestMain(m)
 }
 
 // testWriter sends a worker's log lines to the test's log.

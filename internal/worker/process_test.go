@@ -11,6 +11,7 @@ import (
 
 	"github.com/regent-ci/regent/internal/build"
 	"github.com/regent-ci/regent/internal/config"
+	"go.uber.org/goleak"
 )
 
 // The step's timeout ends the whole process group, a background child
@@ -136,29 +137,30 @@ func TestStopOrderEndsTheWorker(t *testing.T) {
 // Stop kills the steps, reports the builds as stopped and leaves nothing
 // running behind.
 func TestStopLeavesNothingRunning(t *testing.T) {
-	// Not parallel: it checks every goroutine of the package.
-	c, w, _ := newCluster(t)
-	dir := t.TempDir()
-	shellPID, childPID := filepath.Join(dir, "shell.pid"), filepath.Join(dir, "child.pid")
-	a := newBuild(shell(fmt.Sprintf(`echo $$ > %q; sleep 300 & echo $! > %q; wait`, shellPID, childPID)))
-	c.assign(a)
-	pids := []int{readPID(t, shellPID), readPID(t, childPID)}
+	// Not parallel: it checks every goroutine of the process, once the
+	// subtest's fake master is gone too.
+	t.Run("stop", func(t *testing.T) {
+		c, w, _ := newCluster(t)
+		dir := t.TempDir()
+		shellPID, childPID := filepath.Join(dir, "shell.pid"), filepath.Join(dir, "child.pid")
+		a := newBuild(shell(fmt.Sprintf(`echo $$ > %q; sleep 300 & echo $! > %q; wait`,
+			shellPID, childPID)))
+		c.assign(a)
+		pids := []int{readPID(t, shellPID), readPID(t, childPID)}
 
-	w.Stop()
-	w.Stop()
-	for _, pid := range pids {
-		if !processGone(pid) {
-			t.Errorf("process %d outlived Stop", pid)
+		w.Stop()
+		w.Stop()
+		for _, pid := range pids {
+			if !processGone(pid) {
+				t.Errorf("process %d outlived Stop", pid)
+			}
 		}
-	}
-	b := c.build(a.BuildID)
-	checkResult(t, b, build.Exception, "worker stopped")
-	if err := w.Err(); err != nil {
-		t.Errorf("Err() = %v after a local Stop, want nil", err)
-	}
-	if leaks := leakedGoroutines(2 * time.Second); len(leaks) > 0 {
-		t.Fatalf("goroutines left after Stop:\n\n%s", strings.Join(leaks, "\n\n"))
-	}
+		checkResult(t, c.build(a.BuildID), build.Exception, "worker stopped")
+		if err := w.Err(); err != nil {
+			t.Errorf("Err() = %v after a local Stop, want nil", err)
+		}
+	})
+	goleak.VerifyNone(t)
 }
 
 // A master repeats a cancel order on every poll until the build ends; the
