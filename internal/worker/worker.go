@@ -203,7 +203,8 @@ func (w *Worker) Start(ctx context.Context) error {
 
 // Stop kills the running steps, gives their builds a few seconds to report
 // the end to a master, and returns when everything the worker started has
-// ended. It may be called more than once, and before Start.
+// ended: after at most Config.KillGrace and seven seconds more. It may be
+// called more than once, and before Start.
 func (w *Worker) Stop() {
 	w.mu.Lock()
 	switch {
