@@ -43,7 +43,7 @@ func (s *Store) Apply(ctx context.Context, st *config.State, source, appliedBy s
 	for _, w := range st.Workers {
 		digests[w.Name] = passwordDigest(key, w.Name, w.Password)
 	}
-	hash := contentHash(st, digests)
+	hash := config.ContentHash(st, func(name, _ string) string { return digests[name] })
 	hashes, err := s.hashChangedPasswords(ctx, st, digests)
 	if err != nil {
 		return ApplyResult{}, err
@@ -519,19 +519,3 @@ func nonNil(s []string) []string {
 	return slices.Clone(s)
 }
 
-// contentHash digests the desired state and each worker's password digest.
-// TODO(#3): use config.ContentHash once the configuration package has it.
-func contentHash(st *config.State, digests map[string]string) string {
-	b, _ := json.Marshal(st)
-	h := sha256.New()
-	h.Write(b)
-	names := make([]string, 0, len(digests))
-	for n := range digests {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		h.Write([]byte(n + "\x00" + digests[n] + "\x00"))
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}

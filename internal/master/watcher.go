@@ -1,0 +1,83 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/regent-ci/regent/internal/config"
+	"github.com/regent-ci/regent/internal/store"
+)
+
+// configWatcher applies the configuration source whenever its content
+// differs from the active generation. An invalid configuration is refused,
+// logged once per distinct error, and kept as the last error; the active
+// generation is untouched.
+type configWatcher struct {
+	store   *store.Store
+	source  string
+	secrets config.SecretProvider
+	dir     string
+	by      string
+	log     *slog.Logger
+
+	mu         sync.Mutex
+	lastSource string
+	lastErr    string
+}
+
+func newConfigWatcher(st *store.Store, source string, secrets config.SecretProvider, dir, by string, log *slog.Logger) *configWatcher {
+	return &configWatcher{store: st, source: source, secrets: secrets, dir: dir, by: by,
+		log: log.With("component", "config-watcher")}
+}
+
+// check reads the source and applies it if it changed since the last
+// check. It returns an error only for an invalid configuration or an
+// unreadable source.
+func (w *configWatcher) check(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := os.MkdirAll(w.dir, 0o755); err != nil {
+		return err
+	}
+	root, source, err := config.FetchSource(ctx, w.source, w.dir)
+	if err != nil {
+		return w.fail(fmt.Errorf("read configuration source %s: %w", w.source, err))
+	}
+	if source == w.lastSource && w.lastErr == "" {
+		return nil
+	}
+	st, err := config.Load(ctx, root, config.Options{Secrets: w.secrets})
+	if err != nil {
+		return w.fail(fmt.Errorf("configuration %s refused; generation unchanged:\n%w", w.source, err))
+	}
+	res, err := w.store.Apply(ctx, st, source, w.by)
+	if err != nil {
+		return w.fail(err)
+	}
+	w.lastSource, w.lastErr = source, ""
+	if res.Created {
+		w.log.Info("generation applied", "generation", res.Generation.Number, "source", source,
+			"cancelled_requests", res.CancelledRequests, "revoked_sessions", res.RevokedSessions)
+	}
+	return nil
+}
+
+// fail records err; a repeat of the same error is not returned again, so
+// that a broken configuration is logged once rather than every interval.
+func (w *configWatcher) fail(err error) error {
+	if err.Error() == w.lastErr {
+		return nil
+	}
+	w.lastErr = err.Error()
+	return err
+}
+
+// LastError returns the last refusal, empty when the source applied.
+func (w *configWatcher) LastError() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastErr
+}
