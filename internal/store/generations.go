@@ -518,4 +518,3 @@ func nonNil(s []string) []string {
 	}
 	return slices.Clone(s)
 }
-
