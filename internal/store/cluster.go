@@ -66,6 +66,10 @@ const (
 // that is free means the session ended: the master crashed or was cut off.
 const SessionLockClass = 0x52474e54 // "RGNT"
 
+// SessionLockKey is the second key of the session lock of incarnation id:
+// its low 32 bits.
+func SessionLockKey(id int64) int32 { return int32(id) }
+
 // PostgreSQL timeouts of the transactions that manage the cluster and of
 // fenced writes. A transaction left open by a master that was paused or
 // cut off mid-way would otherwise hold its row locks until the server
@@ -352,14 +356,15 @@ func deathReason(id, lastSeen, now int64, ttl time.Duration, held map[int64]bool
 		age := time.Duration(now-lastSeen) * time.Microsecond
 		return fmt.Sprintf("no heartbeat for %s (time-to-live %s)", age.Round(time.Millisecond), ttl)
 	}
-	if held != nil && !held[id] {
+	if held != nil && !held[id&0xffffffff] {
 		return "database session ended"
 	}
 	return ""
 }
 
-// heldSessions returns the incarnation ids whose session lock is held in
-// this database, or nil on SQLite, which has no sessions.
+// heldSessions returns the second keys of the session locks held in this
+// database, as unsigned numbers (an incarnation's id modulo 2^32), or nil
+// on SQLite, which has no sessions.
 func (s *Store) heldSessions(ctx context.Context, q querier) (map[int64]bool, error) {
 	if s.d.name != "postgres" {
 		return nil, nil

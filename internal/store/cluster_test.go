@@ -74,8 +74,8 @@ func tryJoin(t *testing.T, s *store.Store, in store.MasterInfo, ttl time.Duratio
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { m.endSession(t, s) })
-		if _, err := m.session.Exec(ctx, `SELECT pg_advisory_lock($1, $2::int4)`,
-			int32(store.SessionLockClass), int32(id)); err != nil {
+		if _, err := m.session.Exec(ctx, `SELECT pg_advisory_lock($1, $2)`,
+			int32(store.SessionLockClass), store.SessionLockKey(id)); err != nil {
 			t.Fatal(err)
 		}
 		in.ID = id
