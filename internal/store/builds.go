@@ -109,6 +109,9 @@ func (s *Store) FinishBuild(ctx context.Context, buildID int64, token, result, r
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.attempt(ctx, tx, buildID, token); err != nil {
+			if errors.Is(err, ErrStaleAttempt) && finishedBy(ctx, tx, buildID, token, result) {
+				return nil // a resent finish whose first answer was lost
+			}
 			return err
 		}
 		var cancel int
@@ -123,6 +126,17 @@ func (s *Store) FinishBuild(ctx context.Context, buildID int64, token, result, r
 		}
 		return finishBuild(ctx, tx, buildID, result, reason, micros(time.Now()))
 	})
+}
+
+// finishedBy reports whether the build already finished through this
+// attempt, which makes a repeated finish harmless.
+func finishedBy(ctx context.Context, tx *sql.Tx, buildID int64, token, result string) bool {
+	var cur, state string
+	var res sql.NullString
+	err := tx.QueryRowContext(ctx, `SELECT attempt_token, state, result FROM builds WHERE id = $1`,
+		buildID).Scan(&cur, &state, &res)
+	return err == nil && cur == token && state == build.StateFinished &&
+		(res.String == result || res.String == build.Cancelled)
 }
 
 func finishBuild(ctx context.Context, tx *sql.Tx, buildID int64, result, reason string, now int64) error {

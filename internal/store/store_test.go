@@ -103,6 +103,10 @@ func runBuild(t *testing.T, s *store.Store, sess store.Session, result string) s
 	if err := s.FinishBuild(ctx, id, tok, result, ""); err != nil {
 		t.Fatal(err)
 	}
+	// A finish resent after a lost answer is accepted and changes nothing.
+	if err := s.FinishBuild(ctx, id, tok, result, ""); err != nil {
+		t.Fatalf("resent finish: %v", err)
+	}
 	return cl[0]
 }
 
