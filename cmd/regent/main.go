@@ -34,6 +34,7 @@ func init() {
 		{"master", "run a master", runMaster},
 		{"worker", "run a worker", runWorker},
 		{"config", "check, diff and apply configurations", runConfig},
+		{"cluster", "show the masters and clustered services of a cluster", runCluster},
 		{"version", "print the version", func(context.Context, []string) int {
 			fmt.Println("regent", version)
 			return 0
