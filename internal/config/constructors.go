@@ -61,11 +61,13 @@ func (ev *evaluator) gitRepo(th *starlark.Thread, fn *starlark.Builtin, args sta
 	}
 	r := &Repo{Pos: c.pos, Name: c.objectName(name)}
 	r.URL = c.text("url", url, "", maxTextBytes)
-	if err := checkURL(r.URL); err != nil {
-		c.errorf("url: %v", err)
+	if _, ok := url.(starlark.String); ok {
+		if err := checkURL(r.URL); err != nil {
+			c.errorf("url: %v", err)
+		}
 	}
 	r.Branches = c.strings("branches", branches, []string{"main"}, checkBranch)
-	if given(branches) && len(r.Branches) == 0 && !c.bad {
+	if given(branches) && starlark.Len(branches) == 0 {
 		c.errorf("branches: list at least one branch to watch")
 	}
 	r.PollInterval = c.duration("poll_interval", poll, "1m", time.Second, true)

@@ -112,6 +112,9 @@ func diffKind[T any](old, new []T, name func(T) string, previous func(T) []strin
 			taken[from] = true
 			fields := changedFields(oldBy[from], n, password)
 			fields = slices.DeleteFunc(fields, func(f string) bool { return f == "previous_names" })
+			if len(fields) == 0 {
+				fields = nil
+			}
 			p.Renamed = append(p.Renamed, Rename{From: from, To: name(n), Fields: fields})
 			continue
 		}

@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime/metrics"
 	"strings"
 	"time"
@@ -101,6 +102,14 @@ func size(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
+// product is a*b for positive numbers, saturating instead of overflowing.
+func product(a, b int64) int64 {
+	if a != 0 && b > math.MaxInt64/a {
+		return math.MaxInt64
+	}
+	return a * b
+}
+
 // tooLarge is the error of an operation whose result would be too large.
 func tooLarge(what string, n int64) error {
 	return fmt.Errorf("%s would make a string of %s; a configuration value may hold at most %s",
@@ -163,14 +172,17 @@ func guardedMul(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ 
 		return starlark.Binary(syntax.STAR, x, y)
 	}
 	times, exact := n.Int64()
+	if !exact {
+		times = math.MaxInt64
+	}
 	switch seq := seq.(type) {
 	case starlark.String, starlark.Bytes:
-		if l := int64(starlark.Len(seq)); l > 0 && (!exact || times > maxValueBytes/l) {
-			return nil, tooLarge("this repetition", l*min(times, maxValueBytes))
+		if l := int64(starlark.Len(seq)); l > 0 && times > maxValueBytes/l {
+			return nil, tooLarge("this repetition", product(l, times))
 		}
 	case *starlark.List, starlark.Tuple:
-		if l := int64(starlark.Len(seq)); l > 0 && (!exact || times > maxElements/l) {
-			return nil, tooMany("this repetition", l*min(times, maxElements))
+		if l := int64(starlark.Len(seq)); l > 0 && times > maxElements/l {
+			return nil, tooMany("this repetition", product(l, times))
 		}
 	}
 	return starlark.Binary(syntax.STAR, x, y)
@@ -304,9 +316,9 @@ func checkJoin(sep string, iterable starlark.Value) error {
 	for iter.Next(&x) {
 		s, _ := starlark.AsString(x)
 		total += int64(len(s) + len(sep))
-		if total > maxValueBytes {
-			return tooLarge("this join", total)
-		}
+	}
+	if total > maxValueBytes {
+		return tooLarge("this join", total)
 	}
 	return nil
 }

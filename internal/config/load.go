@@ -156,16 +156,12 @@ func (ev *evaluator) evaluate() (*State, error) {
 	}
 	if err == nil {
 		ev.validate()
-	}
-	var st *State
-	if len(ev.errs) == 0 {
-		st = ev.state()
-		ev.resolveSecrets(st)
+		ev.resolveSecrets()
 	}
 	if len(ev.errs) > 0 {
 		return nil, ev.errs.sort()
 	}
-	return st, nil
+	return ev.state(), nil
 }
 
 // exec parses, compiles and runs the file at p, caching the outcome.
@@ -187,7 +183,12 @@ func (ev *evaluator) execUncached(p string) (starlark.StringDict, error) {
 	}
 	f, err := fileOptions.Parse(p, src, 0)
 	if err != nil {
-		ev.errs = append(ev.errs, ev.convertError(err)...)
+		var serr syntax.Error
+		if errors.As(err, &serr) {
+			ev.errs = append(ev.errs, &Error{Pos: parseErrorPos(src, serr), Msg: serr.Msg})
+		} else {
+			ev.errs = append(ev.errs, ev.convertError(err)...)
+		}
 		return nil, errReported
 	}
 	ev.indexCalls(f)
@@ -206,47 +207,6 @@ func (ev *evaluator) execUncached(p string) (starlark.StringDict, error) {
 	}
 	globals.Freeze()
 	return globals, nil
-}
-
-// indexCalls records where each call expression of f starts, so that a
-// constructor reports the start of its call rather than its parenthesis.
-func (ev *evaluator) indexCalls(f *syntax.File) {
-	syntax.Walk(f, func(n syntax.Node) bool {
-		if c, ok := n.(*syntax.CallExpr); ok {
-			start, _ := c.Span()
-			ev.calls[siteOf(c.Lparen)] = toPos(start)
-		}
-		return true
-	})
-}
-
-func siteOf(p syntax.Position) callSite {
-	return callSite{file: p.Filename(), line: p.Line, col: p.Col}
-}
-
-func toPos(p syntax.Position) Pos {
-	return Pos{File: p.Filename(), Line: int(p.Line), Col: int(p.Col)}
-}
-
-// pos converts a Starlark position, moving a call's parenthesis to the
-// start of the call.
-func (ev *evaluator) pos(p syntax.Position) Pos {
-	if start, ok := ev.calls[siteOf(p)]; ok {
-		return start
-	}
-	return toPos(p)
-}
-
-// callerPos is the position of the innermost Starlark code calling the
-// running built-in.
-func (ev *evaluator) callerPos(th *starlark.Thread) Pos {
-	for depth := 1; depth < th.CallStackDepth(); depth++ {
-		p := th.CallFrame(depth).Pos
-		if p.Filename() != "<builtin>" && p.Line > 0 {
-			return ev.pos(p)
-		}
-	}
-	return Pos{File: EntryFile}
 }
 
 // load implements load() statements: paths are relative to the
@@ -321,7 +281,11 @@ func (ev *evaluator) convertError(err error) Errors {
 // evalErrorPos is the position of the innermost Starlark frame of an
 // evaluation error.
 func (ev *evaluator) evalErrorPos(e *starlark.EvalError) Pos {
-	for i := len(e.CallStack) - 1; i >= 0; i-- {
+	last := len(e.CallStack) - 1
+	if strings.HasSuffix(e.Msg, "called recursively") {
+		last-- // the innermost frame is the call refused, not yet started
+	}
+	for i := last; i >= 0; i-- {
 		p := e.CallStack[i].Pos
 		if p.Filename() != "<builtin>" && p.Line > 0 {
 			return ev.pos(p)

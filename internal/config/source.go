@@ -126,8 +126,8 @@ func parseGitSpec(s string) (gitSpec, error) {
 			return g, fmt.Errorf("git source ref: %w", err)
 		}
 	}
-	if err := checkWorkdir(g.dir); err != nil {
-		return g, fmt.Errorf("git source path: %w", err)
+	if checkWorkdir(g.dir) != nil {
+		return g, fmt.Errorf("git source path %q leaves the repository; use a path relative to its top", g.dir)
 	}
 	g.dir = path.Clean(g.dir)
 	return g, nil

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -168,7 +167,7 @@ func (ev *evaluator) checkScheduler(cat *catalog, s *Scheduler) {
 		return
 	}
 	repo := cat.repos[s.Repo]
-	if s.Kind == SchedulerBranch && s.Branch != "" && !slices.Contains(repo.Branches, s.Branch) {
+	if s.Kind == SchedulerBranch && s.Branch != "" && len(repo.Branches) > 0 && !slices.Contains(repo.Branches, s.Branch) {
 		ev.errs.add(s.Pos, kindScheduler, s.Name, "branch: git_repo %q does not watch branch %q "+
 			"(it watches %s); add the branch to its branches", s.Repo, s.Branch, strings.Join(repo.Branches, ", "))
 	}
@@ -176,7 +175,7 @@ func (ev *evaluator) checkScheduler(cat *catalog, s *Scheduler) {
 
 // resolveSecrets fills worker passwords given as secrets and checks that
 // the secrets of steps and builders exist, without keeping their values.
-func (ev *evaluator) resolveSecrets(st *State) {
+func (ev *evaluator) resolveSecrets() {
 	values := map[string]string{}
 	lookup := func(ref *secretValue) (string, bool) {
 		if v, ok := values[ref.name]; ok {
@@ -207,8 +206,7 @@ func (ev *evaluator) resolveSecrets(st *State) {
 		if ok && v == "" {
 			ev.errs.add(d.secret.pos, kindSecret, d.secret.name, "is empty; a worker password cannot be empty")
 		}
-		i, _ := slices.BinarySearchFunc(st.Workers, d.w.Name, func(w Worker, n string) int { return cmp.Compare(w.Name, n) })
-		st.Workers[i].Password = v
+		d.w.Password = v
 	}
 	for _, d := range ev.decl.builders {
 		for _, ref := range d.secrets {
