@@ -197,3 +197,65 @@ func TestPasswordChangeRefusesOldPassword(t *testing.T) {
 		t.Fatalf("new password: %d, want 200", code)
 	}
 }
+
+// Field case C13: a commit pushed just before a reconfiguration is
+// recorded and built exactly once.
+func TestPushThenReconfigureC13(t *testing.T) {
+	t.Parallel()
+	repo := newRepo(t)
+	commit(t, repo, "a.txt", "one\n")
+	star := func(cmd string) string {
+		return fmt.Sprintf(`
+r = git_repo(name = "app", url = %q, branches = ["main"], poll_interval = "1s")
+w1 = worker(name = "w1", password = secret("w1"))
+builder(name = "ci", workers = [w1], steps = [step.git(repo = r), step.shell(command = %q)])
+scheduler.branch(name = "on-main", repo = r, branch = "main", builders = ["ci"])
+`, repo, cmd)
+	}
+	c := startCluster(t, star("cat a.txt"), "")
+	c.worker(t.TempDir())
+	// The first poll records the heads without building them.
+	if _, err := c.master.WaitForLine("first poll recorded branch heads", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rev := commit(t, repo, "b.txt", "two\n")
+	if code, out := c.applyConfig(star("cat a.txt b.txt")); code != 0 {
+		t.Fatalf("apply: %d\n%s", code, out)
+	}
+	var built []apiBuild
+	eventually(t, 60*time.Second, func() error {
+		built = built[:0]
+		for _, b := range builds(t, c.base) {
+			if b.Properties["revision"] == rev {
+				built = append(built, b)
+			}
+		}
+		if len(built) == 0 || built[0].State != "finished" {
+			return fmt.Errorf("no finished build of %s yet", rev)
+		}
+		return nil
+	})
+	// Several more poll intervals must not build it again.
+	time.Sleep(3 * time.Second)
+	var changes struct {
+		Items []struct {
+			Revision string `json:"revision"`
+		} `json:"items"`
+	}
+	getJSON(t, c.base+"/api/v1/changes", &changes)
+	n := 0
+	for _, ch := range changes.Items {
+		if ch.Revision == rev {
+			n++
+		}
+	}
+	all := 0
+	for _, b := range builds(t, c.base) {
+		if b.Properties["revision"] == rev {
+			all++
+		}
+	}
+	if n != 1 || all != 1 {
+		t.Fatalf("commit %s: %d changes and %d builds, want exactly 1 of each", rev, n, all)
+	}
+}
