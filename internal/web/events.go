@@ -76,18 +76,19 @@ func (s *Server) buildEvents(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetWriteDeadline(time.Time{}) // a stream lasts as long as the build
 	w.WriteHeader(http.StatusOK)
 
-	ctx, cancel := s.streamContext(r)
+	wait, cancel := s.streamContext(r)
 	defer cancel()
 	es := &eventStream{s: s, w: w, build: id, sent: offsets, steps: map[int][]byte{}}
 	es.write("retry: 2000\n\n")
-	if err := s.runEvents(ctx, es, rc); err != nil && ctx.Err() == nil {
+	if err := s.runEvents(r.Context(), wait, es, rc); err != nil && r.Context().Err() == nil {
 		s.log.Warn("build event stream stopped", "build", id, "err", err)
 	}
 }
 
 // runEvents looks at the store every EventPoll and sends what changed,
-// until the build is finished and fully sent or the client goes away.
-func (s *Server) runEvents(ctx context.Context, es *eventStream, rc *http.ResponseController) error {
+// until the build is finished and fully sent or the client goes away. It
+// waits between looks on wait, which also ends when the server is closed.
+func (s *Server) runEvents(ctx, wait context.Context, es *eventStream, rc *http.ResponseController) error {
 	for {
 		more, done, err := es.poll(ctx)
 		if err != nil {
@@ -102,7 +103,7 @@ func (s *Server) runEvents(ctx context.Context, es *eventStream, rc *http.Respon
 		if more {
 			continue
 		}
-		if !sleep(ctx, s.cfg.EventPoll) {
+		if !sleep(wait, s.cfg.EventPoll) {
 			return nil
 		}
 		if time.Since(es.lastWrite) > keepAlive {

@@ -67,9 +67,11 @@ func (s *Server) writeLogOnce(w http.ResponseWriter, r *http.Request, st store.S
 // followLog streams the log from offset, looking for new bytes every
 // LogPoll until the step has finished and every byte was sent. A step is
 // only marked finished once all its bytes are stored, so nothing is lost
-// at the end.
+// at the end. Once the server is closed, it ends after sending what is
+// stored.
 func (s *Server) followLog(w http.ResponseWriter, r *http.Request, st store.Step, offset int64) {
-	ctx, cancel := s.streamContext(r)
+	ctx := r.Context()
+	wait, cancel := s.streamContext(r)
 	defer cancel()
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // a followed log may stay open for hours
@@ -94,7 +96,7 @@ func (s *Server) followLog(w http.ResponseWriter, r *http.Request, st store.Step
 		if st.State == build.StateFinished && pos >= st.LogSize {
 			return
 		}
-		if !sleep(ctx, s.cfg.LogPoll) {
+		if !sleep(wait, s.cfg.LogPoll) {
 			return
 		}
 		next, err := s.cfg.Store.StepByNumber(ctx, st.BuildID, st.Number)

@@ -89,16 +89,17 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Close ends the followed logs and event streams that are open, so that
-// an [http.Server.Shutdown] need not wait for them; clients reconnect to
-// another master. Requests that arrive later are still answered. It may
-// be called more than once.
+// Close ends followed logs and event streams, each after it has sent what
+// is stored, so that an [http.Server.Shutdown] need not wait for them;
+// browsers reconnect, to another master if need be. Streams opened later
+// end the same way; other requests are answered as before. It may be
+// called more than once.
 func (s *Server) Close() {
 	s.close()
 }
 
-// streamContext returns the context of a long-lived answer: it ends when
-// the client goes away or the server is closed.
+// streamContext returns what a long-lived answer waits on between looks
+// at the store: it ends when the client goes away or the server is closed.
 func (s *Server) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(r.Context())
 	stop := context.AfterFunc(s.closing, cancel)

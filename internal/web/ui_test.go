@@ -279,3 +279,42 @@ func TestHealthzAndMetrics(t *testing.T) {
 		t.Errorf("healthz with the database closed: %d", r.Status)
 	}
 }
+
+func TestUIBuildPageShowsTailOfLargeLog(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := e.startBuild("app", nil)
+	b.startStep(1, "noisy")
+	line := strings.Repeat("x", 99) + "\n"
+	for range 3000 { // 300 kB, more than the tail the page shows
+		b.log(1, line)
+	}
+	b.startStep(2, "one long line")
+	b.log(2, strings.Repeat("€", logTail/3+10)) // no newline; three bytes a character
+	b.startStep(3, "small")
+	b.log(3, "hello\n")
+
+	body := e.page(fmt.Sprintf("/builds/%d", b.ID), http.StatusOK)
+	m := regexp.MustCompile(`offsets=1:(\d+),2:(\d+),3:(\d+)`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("build page has no event offsets")
+	}
+	var from1, from2 int64
+	fmt.Sscan(m[1], &from1)
+	fmt.Sscan(m[2], &from2)
+	size1, size2 := int64(3000*len(line)), int64(3*(logTail/3+10))
+	if from1 <= 0 || size1-from1 > logTail || from1%int64(len(line)) != 0 {
+		t.Errorf("step 1 shows from %d of %d, want a line start within the last %d bytes",
+			from1, size1, logTail)
+	}
+	if from2 <= 0 || size2-from2 > logTail || from2%3 != 0 {
+		t.Errorf("step 2 shows from %d of %d, want a character start within the last %d bytes",
+			from2, size2, logTail)
+	}
+	if m[3] != "0" {
+		t.Errorf("small step 3 shows from %s, want 0", m[3])
+	}
+	if n := strings.Count(body, `<p class="truncated">`); n != 2 {
+		t.Errorf("%d steps say earlier output is hidden, want 2", n)
+	}
+}
