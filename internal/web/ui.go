@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/regent-ci/regent/internal/build"
+	"github.com/regent-ci/regent/internal/config"
 	"github.com/regent-ci/regent/internal/store"
 )
 
@@ -296,6 +297,10 @@ type generationData struct {
 	Generation store.Generation
 	Active     bool
 	State      string
+	// DiffFrom is the generation compared with, or 0; Plan is what
+	// applying this generation over it changed.
+	DiffFrom int64
+	Plan     string
 }
 
 func (s *Server) generationPage(w http.ResponseWriter, r *http.Request) {
@@ -321,6 +326,44 @@ func (s *Server) generationPage(w http.ResponseWriter, r *http.Request) {
 		pretty.Reset()
 		pretty.Write(g.State)
 	}
-	s.render(w, r, http.StatusOK, "generation", fmt.Sprintf("Generation %d", n),
-		generationData{Generation: g, Active: g.Number == active, State: pretty.String()})
+	data := generationData{Generation: g, Active: g.Number == active, State: pretty.String()}
+
+	// Compare with ?diff=, by default with the generation before.
+	from := n - 1
+	if v := r.URL.Query().Get("diff"); v != "" {
+		if from, err = strconv.ParseInt(v, 10, 64); err != nil || from < 1 {
+			s.errorPage(w, r, http.StatusBadRequest, fmt.Sprintf("%q is not a generation number.", v))
+			return
+		}
+	}
+	if from >= 1 {
+		plan, err := s.generationDiff(r, from, g)
+		if err != nil {
+			s.uiFail(w, r, "compare generations", err)
+			return
+		}
+		data.DiffFrom, data.Plan = from, plan
+	}
+	s.render(w, r, http.StatusOK, "generation", fmt.Sprintf("Generation %d", n), data)
+}
+
+// generationDiff renders what applying generation g over generation from
+// changes, as `regent config diff` shows it. Stored states hold no
+// passwords, so password changes are not among the changes.
+func (s *Server) generationDiff(r *http.Request, from int64, g store.Generation) (string, error) {
+	old, err := s.cfg.Store.GenerationByNumber(r.Context(), from)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("generation %d: %w", from, err)
+	}
+	if err != nil {
+		return "", err
+	}
+	var oldState, newState config.State
+	if err := json.Unmarshal(old.State, &oldState); err != nil {
+		return "", fmt.Errorf("decode generation %d: %w", from, err)
+	}
+	if err := json.Unmarshal(g.State, &newState); err != nil {
+		return "", fmt.Errorf("decode generation %d: %w", g.Number, err)
+	}
+	return config.Diff(&oldState, &newState).String(), nil
 }

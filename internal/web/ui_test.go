@@ -318,3 +318,31 @@ func TestUIBuildPageShowsTailOfLargeLog(t *testing.T) {
 		t.Errorf("%d steps say earlier output is hidden, want 2", n)
 	}
 }
+
+func TestUIGenerationDiff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	st := baseState()
+	st.Builders = st.Builders[:1]
+	st.Builders[0].Description = "the renamed application"
+	st.Schedulers[0].Builders = []string{"app"}
+	e.apply(st)
+
+	for _, path := range []string{"/generations/2", "/generations/2?diff=1"} {
+		page := e.page(path, http.StatusOK)
+		for _, want := range []string{"Changes from generation 1", "- builder docs",
+			"~ builder app: description", "Plan: 0 to add"} {
+			if !strings.Contains(page, want) {
+				t.Errorf("GET %s lacks %q", path, want)
+			}
+		}
+	}
+	if page := e.page("/generations/2?diff=2", http.StatusOK); !strings.Contains(page, "No changes.") {
+		t.Error("a generation compared with itself shows changes")
+	}
+	if page := e.page("/generations/1", http.StatusOK); strings.Contains(page, "Changes from") {
+		t.Error("the first generation is compared with something")
+	}
+	e.page("/generations/2?diff=x", http.StatusBadRequest)
+	e.page("/generations/2?diff=9", http.StatusNotFound)
+}
