@@ -124,6 +124,8 @@ type buildsData struct {
 	Builds []store.Build
 	Next   *int64
 	State  string
+	// Older is the query of the next page, filters kept.
+	Older string
 }
 
 func (s *Server) buildsPage(w http.ResponseWriter, r *http.Request) {
@@ -139,7 +141,14 @@ func (s *Server) buildsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pg := pageOf(builds, uiPage, func(b store.Build) int64 { return b.ID })
-	s.render(w, r, http.StatusOK, "builds", "Builds", buildsData{Builds: pg.Items, Next: pg.Next, State: state})
+	data := buildsData{Builds: pg.Items, Next: pg.Next, State: state}
+	if pg.Next != nil {
+		q := r.URL.Query()
+		q.Del("fragment")
+		q.Set("before", strconv.FormatInt(*pg.Next, 10))
+		data.Older = "?" + q.Encode()
+	}
+	s.render(w, r, http.StatusOK, "builds", "Builds", data)
 }
 
 // stepView is a step on the build page: where its shown log starts.

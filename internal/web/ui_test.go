@@ -346,3 +346,25 @@ func TestUIGenerationDiff(t *testing.T) {
 	e.page("/generations/2?diff=x", http.StatusBadRequest)
 	e.page("/generations/2?diff=9", http.StatusNotFound)
 }
+
+func TestUIBuildsPaging(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for range uiPage + 1 {
+		e.finishedBuild("app", build.Success, "")
+	}
+	e.finishedBuild("docs", build.Success, "")
+	page := e.page("/builds?builder=app", http.StatusOK)
+	if strings.Contains(page, "docs #") {
+		t.Error("builds of app show a docs build")
+	}
+	m := regexp.MustCompile(`<a href="([^"]+)">older builds</a>`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no link to older builds")
+	}
+	older := e.page("/builds"+strings.ReplaceAll(m[1], "&amp;", "&"), http.StatusOK)
+	if !strings.Contains(older, "app #1</a>") || strings.Contains(older, "docs #") ||
+		strings.Contains(older, "older builds") {
+		t.Errorf("the older page is not the first build of app alone: %s", older)
+	}
+}
