@@ -321,7 +321,10 @@ func (r *reconciler) builders(ctx context.Context, want []config.Builder) error 
 		}
 		tags, _ := json.Marshal(nonNil(b.Tags))
 		id, found := int64(0), false
-		if a, ok := have[b.Name]; ok {
+		if a, ok := have[b.Name]; ok && a.spec == string(spec) {
+			delete(have, b.Name) // unchanged: nothing to write
+			continue
+		} else if ok {
 			id, found = a.id, true
 			delete(have, b.Name)
 		} else if prev, ok := renamedFrom(b, have, wanted); ok {
@@ -486,6 +489,9 @@ func (r *reconciler) simple(ctx context.Context, table, extraCol string, want []
 		spec, x := string(b), n.extra
 		a, ok := have[n.name]
 		delete(have, n.name)
+		if ok && a.spec == spec {
+			continue // unchanged: nothing to write
+		}
 		id, found := a.id, ok
 		if !found {
 			if id, found, err = r.revive(ctx, table, n.name); err != nil {
