@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/user"
+	"strings"
 
 	"github.com/regent-ci/regent/internal/config"
 	"github.com/regent-ci/regent/internal/store"
@@ -20,6 +24,8 @@ func runConfig(ctx context.Context, args []string) int {
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("regent config "+sub, flag.ContinueOnError)
 	db := fs.String("db", "", "database: a SQLite file path or a postgres:// URL")
+	api := fs.String("api", "", "URL of a running master to diff or apply through, e.g. http://127.0.0.1:8010")
+	tokenFile := fs.String("token-file", "", "with --api: file holding the master's admin token")
 	secretsDir := fs.String("secrets-dir", "", "directory of secret files for secret(\"name\")")
 	dryRun := fs.Bool("dry-run", false, "apply: show the plan without applying it")
 	if code, ok := parse(fs, args); !ok {
@@ -41,6 +47,9 @@ func runConfig(ctx context.Context, args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	if *api != "" && sub != "check" {
+		return applyThroughAPI(ctx, *api, *tokenFile, root, source, sub == "diff" || *dryRun)
+	}
 	st, err := config.Load(ctx, root, config.Options{Secrets: secretProvider(*secretsDir)})
 	var cerrs config.Errors
 	if errors.As(err, &cerrs) {
@@ -57,7 +66,7 @@ func runConfig(ctx context.Context, args []string) int {
 		return 0
 	}
 	if *db == "" {
-		return fail("config %s needs --db", sub)
+		return fail("config %s needs --db or --api", sub)
 	}
 	s, err := store.Open(ctx, *db)
 	if err != nil {
@@ -95,4 +104,58 @@ func appliedBy() string {
 		name = u.Username
 	}
 	return "cli:" + name + "@" + host
+}
+
+// applyThroughAPI sends the configuration's files to a master, which
+// evaluates them with its own secrets and applies them (or, for a dry
+// run, only answers the plan).
+func applyThroughAPI(ctx context.Context, api, tokenFile, root, source string, dryRun bool) int {
+	files, err := config.ReadFiles(root)
+	if err != nil {
+		return fail("%v", err)
+	}
+	body, _ := json.Marshal(map[string]any{"files": files, "source": source, "dry_run": dryRun})
+	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimSuffix(api, "/")+"/api/v1/config/apply",
+		bytes.NewReader(body))
+	if err != nil {
+		return fail("%v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if tokenFile != "" {
+		token, err := readSecretFile(tokenFile)
+		if err != nil {
+			return fail("read admin token: %v", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fail("reach master: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Plan       string `json:"plan"`
+		Generation int64  `json:"generation"`
+		Created    bool   `json:"created"`
+		Error      string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return fail("read the master's answer (status %d): %v", resp.StatusCode, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnprocessableEntity:
+		fmt.Fprintln(os.Stderr, out.Error)
+		return 1
+	case resp.StatusCode != http.StatusOK:
+		return fail("master answered %s: %s", resp.Status, out.Error)
+	}
+	fmt.Print(out.Plan)
+	switch {
+	case dryRun:
+	case out.Created:
+		fmt.Printf("applied generation %d\n", out.Generation)
+	default:
+		fmt.Printf("unchanged: generation %d is already this configuration\n", out.Generation)
+	}
+	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +258,44 @@ scheduler.branch(name = "on-main", repo = r, branch = "main", builders = ["ci"])
 	}
 	if n != 1 || all != 1 {
 		t.Fatalf("commit %s: %d changes and %d builds, want exactly 1 of each", rev, n, all)
+	}
+}
+
+// `regent config diff|apply --api` goes through a running master, which
+// evaluates the files with its own secrets.
+func TestApplyThroughAPI(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, unitStar("unit", "", "0"), "")
+	run := func(args ...string) (int, string) {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "regent.star"), args[0])
+		writeFile(t, filepath.Join(dir, "lib.star"), "x = 1\n")
+		p := procs.Start(t, procs.Spec{Name: "apply", Path: procs.Regent(t),
+			Args: append([]string{"config", args[1], dir, "--api", c.base}, args[2:]...)})
+		if err := p.Wait(60 * time.Second); errors.Is(err, procs.ErrTimeout) {
+			t.Fatal(err)
+		}
+		return p.ExitCode(), p.Stdout() + p.Stderr()
+	}
+	renamed := unitStar("unit-tests", "unit", "0")
+	if code, out := run(renamed, "diff"); code != 0 || !strings.Contains(out, "unit-tests") {
+		t.Fatalf("diff: %d\n%s", code, out)
+	}
+	if n := generations(t, c.base); n != 1 {
+		t.Fatalf("diff made a generation: %d", n)
+	}
+	if code, out := run(renamed, "apply"); code != 0 || !strings.Contains(out, "applied generation 2") {
+		t.Fatalf("apply: %d\n%s", code, out)
+	}
+	if code, out := run(renamed, "apply"); code != 0 || !strings.Contains(out, "unchanged") {
+		t.Fatalf("second apply: %d\n%s", code, out)
+	}
+	bad := renamed + "\nbuilder(name = \"x\", workers = [\"ghost\"], steps = [step.shell(command = \"true\")])\n"
+	code, out := run(bad, "apply")
+	if code != 1 || !regexp.MustCompile(`regent\.star:\d+:\d+`).MatchString(out) || !strings.Contains(out, "ghost") {
+		t.Fatalf("invalid apply: %d, want 1 with file:line:col\n%s", code, out)
+	}
+	if n := generations(t, c.base); n != 2 {
+		t.Fatalf("%d generations, want 2", n)
 	}
 }

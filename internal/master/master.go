@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,21 +47,44 @@ type Config struct {
 	// WatchInterval is how often the configuration source is read;
 	// default 2s.
 	WatchInterval time.Duration
-	Version       string
-	Logger        *slog.Logger
+	// Roles are the master's roles (cluster.RoleWeb, RoleDispatch,
+	// RoleServices); all of them when empty. Only masters with the
+	// services role own clustered services and run schedulers.
+	Roles []string
+	// Tags let the configuration pin clustered services to this master.
+	Tags []string
+	// TTL is the cluster's time-to-live; cluster.DefaultTTL when zero.
+	TTL time.Duration
+	// SupervisorInterval is the time between supervisor rounds;
+	// cluster.DefaultSupervisorInterval when zero.
+	SupervisorInterval time.Duration
+	// DrainTimeout bounds how long Stop waits for the supervisor to move
+	// this master's services to others; default 10s.
+	DrainTimeout time.Duration
+	// HousekeepingInterval is how often housekeeping runs; default 1m.
+	HousekeepingInterval time.Duration
+	// IncarnationRetention is how long ended incarnations are kept;
+	// default 7 days.
+	IncarnationRetention time.Duration
+	Version              string
+	Logger               *slog.Logger
 }
 
 // Master is a running master.
 type Master struct {
-	cfg      Config
-	log      *slog.Logger
-	requests *cluster.Wake
-	changes  *cluster.Wake
-	sched    *schedule.Service
-	pollers  *pollerManager
-	watcher  *configWatcher
-	server   *http.Server
-	listener net.Listener
+	cfg        Config
+	log        *slog.Logger
+	requests   *cluster.Wake
+	changes    *cluster.Wake
+	generation *cluster.Wake
+	member     *cluster.Member
+	supervisor *cluster.Supervisor
+	services   *serviceManager
+	sched      *schedule.Service
+	watcher    *configWatcher
+	server     *http.Server
+	listener   net.Listener
+	warned     sync.Map // keys of warnings logged once
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -88,14 +112,27 @@ func New(cfg Config) (*Master, error) {
 	if cfg.WatchInterval <= 0 {
 		cfg.WatchInterval = 2 * time.Second
 	}
+	if len(cfg.Roles) == 0 {
+		cfg.Roles = cluster.DefaultRoles
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.HousekeepingInterval <= 0 {
+		cfg.HousekeepingInterval = time.Minute
+	}
+	if cfg.IncarnationRetention <= 0 {
+		cfg.IncarnationRetention = 7 * 24 * time.Hour
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	m := &Master{
-		cfg:      cfg,
-		log:      cfg.Logger.With("master", cfg.Name),
-		requests: cluster.NewWake(),
-		changes:  cluster.NewWake(),
+		cfg:        cfg,
+		log:        cfg.Logger.With("master", cfg.Name),
+		requests:   cluster.NewWake(),
+		changes:    cluster.NewWake(),
+		generation: cluster.NewWake(),
 	}
 	var err error
 	m.sched, err = schedule.New(schedule.Config{Store: cfg.Store, Changes: m.changes,
@@ -103,27 +140,56 @@ func New(cfg Config) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.pollers = newPollerManager(cfg.Store, filepath.Join(cfg.DataDir, "repos"), m.changes, m.log)
 	if cfg.ConfigSource != "" {
 		m.watcher = newConfigWatcher(cfg.Store, cfg.ConfigSource, cfg.Secrets,
 			filepath.Join(cfg.DataDir, "config-source"), cfg.Name, m.log)
+		m.watcher.onApply = m.generationApplied
+	}
+	if err := m.newCluster(); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-// Start applies the configuration source once (so that a master started
-// on an empty database has a generation before it serves), opens the
-// listener and starts every service.
+// newCluster makes the master's membership of the cluster, its supervisor
+// candidacy and the manager of the services it owns.
+func (m *Master) newCluster() error {
+	cfg := m.cfg
+	var err error
+	m.member, err = cluster.NewMember(cluster.MemberConfig{
+		Store: cfg.Store, Name: cfg.Name, Roles: cfg.Roles, Tags: cfg.Tags,
+		Version: cfg.Version, ConfigSource: cfg.ConfigSource, TTL: cfg.TTL,
+		Wakes: map[string]*cluster.Wake{
+			store.TopicGeneration: m.generation,
+			store.TopicRequest:    m.requests,
+			store.TopicCancel:     m.requests,
+			store.TopicChange:     m.changes,
+		},
+		// Called when the master cannot prove it is alive: its services
+		// stop before anyone else may be given them.
+		OnFence: func(string) { m.services.stopAll() },
+		Logger:  m.log,
+	})
+	if err != nil {
+		return err
+	}
+	m.supervisor, err = cluster.NewSupervisor(cluster.SupervisorConfig{Member: m.member,
+		Interval: cfg.SupervisorInterval, Logger: m.log})
+	if err != nil {
+		return err
+	}
+	m.services = newServiceManager(m.member, &stateCache{store: cfg.Store}, m.define, m.log)
+	return nil
+}
+
+// Start joins the cluster (failing if a live master has the same name),
+// applies the configuration source on an empty database (so that the
+// first master has a generation before it serves), opens the listener and
+// starts every service. The clustered services this master owns start as
+// the supervisor assigns them.
 func (m *Master) Start(ctx context.Context) error {
-	if m.watcher != nil {
-		if err := m.watcher.check(ctx); err != nil {
-			// With a generation already stored the master can serve it;
-			// on an empty database there is nothing to serve.
-			if _, gerr := m.cfg.Store.ActiveGeneration(ctx); gerr != nil {
-				return err
-			}
-			m.log.Error("configuration source refused; serving the active generation", "err", err)
-		}
+	if err := m.applyFirst(ctx); err != nil {
+		return err
 	}
 	h, err := m.handler()
 	if err != nil {
@@ -133,18 +199,26 @@ func (m *Master) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Listen, err)
 	}
+	if err := m.member.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
 	m.listener = ln
 	m.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 
 	m.mu.Lock()
 	ctx, m.cancel = context.WithCancel(ctx)
 	m.mu.Unlock()
-	m.sched.Start(ctx)
-	m.every(ctx, time.Second, "reconcile pollers", m.pollers.reconcile)
-	m.every(ctx, 5*time.Second, "expire worker sessions", m.expireSessions)
-	if m.watcher != nil {
-		m.every(ctx, m.cfg.WatchInterval, "watch configuration", m.watcher.check)
+	m.supervisor.Start(ctx)
+	if m.hasRole(cluster.RoleServices) {
+		m.sched.Start(ctx)
 	}
+	m.loops.Add(1)
+	go func() {
+		defer m.loops.Done()
+		m.services.loop(ctx, m.generation)
+	}()
+	m.every(ctx, 5*time.Second, "expire worker sessions", m.expireSessions)
 	m.loops.Add(1)
 	go func() {
 		defer m.loops.Done()
@@ -152,15 +226,56 @@ func (m *Master) Start(ctx context.Context) error {
 			m.log.Error("http server stopped", "err", err)
 		}
 	}()
-	m.log.Info("master started", "listen", ln.Addr().String(), "database", m.cfg.Store.Dialect())
+	m.log.Info("master started", "listen", ln.Addr().String(), "database", m.cfg.Store.Dialect(),
+		"incarnation", m.member.Incarnation(), "roles", m.cfg.Roles, "tags", m.cfg.Tags)
 	return nil
+}
+
+// applyFirst applies the configuration source at once on a database that
+// has no generation yet, since there is nothing to serve until then. On a
+// database with one, the watcher runs as a clustered service.
+func (m *Master) applyFirst(ctx context.Context) error {
+	if m.watcher == nil {
+		return nil
+	}
+	_, err := m.cfg.Store.ActiveGeneration(ctx)
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return m.watcher.check(ctx, store.Fence{})
+}
+
+// generationApplied wakes this master and the others after this master
+// applied a generation.
+func (m *Master) generationApplied() {
+	m.generation.Notify()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.cfg.Store.Notify(ctx, store.TopicGeneration); err != nil {
+		m.log.Warn("could not notify the other masters of the new generation", "err", err)
+	}
+}
+
+// Incarnation returns the id of the master's current incarnation in the
+// cluster, 0 while it has none.
+func (m *Master) Incarnation() int64 { return m.member.Incarnation() }
+
+func (m *Master) hasRole(r string) bool { return slices.Contains(m.cfg.Roles, r) }
+
+// warnOnce logs a warning the first time key is seen.
+func (m *Master) warnOnce(key, msg string, args ...any) {
+	if _, seen := m.warned.LoadOrStore(key, true); !seen {
+		m.log.Warn(msg, args...)
+	}
 }
 
 // Addr returns the address the master listens on.
 func (m *Master) Addr() string { return m.listener.Addr().String() }
 
-// Stop shuts the master down: the HTTP server gets a few seconds to
-// finish requests, then every service stops. It may be called many times.
+// Stop shuts the master down gracefully: the supervisor first moves its
+// clustered services to other masters (for up to DrainTimeout), then the
+// HTTP server gets a few seconds to finish requests, every service stops
+// and the master leaves the cluster. It may be called many times.
 func (m *Master) Stop() {
 	m.mu.Lock()
 	cancel := m.cancel
@@ -169,16 +284,35 @@ func (m *Master) Stop() {
 	if cancel == nil {
 		return
 	}
+	m.drain()
 	ctx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	m.server.Shutdown(ctx)
 	cancel()
 	// The loops first: a reconcile still running could otherwise start a
-	// poller after stopAll.
+	// service after stopAll.
 	m.loops.Wait()
 	m.sched.Stop()
-	m.pollers.stopAll()
+	m.services.stopAll()
+	m.supervisor.Stop()
+	m.member.Stop()
 	m.log.Info("master stopped")
+}
+
+// drain hands this master's clustered services over to other masters
+// while it still serves.
+func (m *Master) drain() {
+	if len(m.member.Owned()) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.DrainTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := m.member.Drain(ctx); err != nil {
+		m.log.Warn("drain incomplete; stopping anyway", "err", err)
+		return
+	}
+	m.log.Info("drained: services handed over", "duration", time.Since(start).Round(time.Millisecond))
 }
 
 func (m *Master) handler() (http.Handler, error) {
@@ -189,13 +323,17 @@ func (m *Master) handler() (http.Handler, error) {
 	}
 	ws, err := web.New(web.Config{Store: m.cfg.Store, Master: m.cfg.Name,
 		AdminToken: m.cfg.AdminToken, Wake: m.requests.Notify, Logger: m.log,
-		Version: m.cfg.Version, ExtraStatus: m.notices})
+		Version: m.cfg.Version, ExtraStatus: m.notices, Secrets: m.cfg.Secrets})
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/worker/v1/", wa.Handler())
-	mux.Handle("/", ws.Handler())
+	if m.hasRole(cluster.RoleDispatch) {
+		mux.Handle("/api/worker/v1/", wa.Handler())
+	}
+	if m.hasRole(cluster.RoleWeb) {
+		mux.Handle("/", ws.Handler())
+	}
 	return mux, nil
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/regent-ci/regent/internal/config"
 	"github.com/regent-ci/regent/internal/store"
 )
 
@@ -35,6 +36,9 @@ type Config struct {
 	// page, such as a warning that actions are open or that masters offer
 	// different configuration sources. Optional.
 	ExtraStatus func(context.Context) []string
+	// Secrets resolves secret("name") in configurations applied through
+	// the API. Optional: without it such configurations are refused.
+	Secrets config.SecretProvider
 	// Version is shown in the UI's footer.
 	Version string
 	// LogPoll is how often a followed raw log looks for new bytes;
@@ -151,6 +155,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 		{"GET", p + "/workers/{name}", s.getWorker},
 		{"GET", p + "/config/generations", s.listGenerations},
 		{"GET", p + "/config/generations/{number}", s.getGeneration},
+		{"POST", p + "/config/apply", s.admin(s.applyConfig)},
 	}
 	allowed := map[string][]string{}
 	var order []string
