@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -77,7 +76,7 @@ func guessName(args starlark.Tuple, kwargs []starlark.Tuple) string {
 // errorf records a problem with the call.
 func (c *call) errorf(format string, args ...any) {
 	c.bad = true
-	c.ev.errs.add(c.pos, c.kind, c.name, format, args...)
+	c.ev.errorf(c.pos, c.kind, c.name, format, args...)
 }
 
 // given reports whether an optional argument was given a value other
@@ -226,6 +225,7 @@ func (c *call) strings(field string, v starlark.Value, def []string, check func(
 		return nil
 	}
 	out := make([]string, 0, len(items))
+	seen := map[string]bool{}
 	for _, x := range items {
 		s, ok := x.(starlark.String)
 		if !ok {
@@ -238,7 +238,8 @@ func (c *call) strings(field string, v starlark.Value, def []string, check func(
 				continue
 			}
 		}
-		if !slices.Contains(out, string(s)) {
+		if !seen[string(s)] {
+			seen[string(s)] = true
 			out = append(out, string(s))
 		}
 	}
@@ -253,9 +254,11 @@ func (c *call) refs(field string, v starlark.Value, kind string) []string {
 		return nil
 	}
 	out := make([]string, 0, len(items))
+	seen := map[string]bool{}
 	for _, x := range items {
 		name, ok := c.ref(field, x, kind)
-		if ok && !slices.Contains(out, name) {
+		if ok && !seen[name] {
+			seen[name] = true
 			out = append(out, name)
 		}
 	}

@@ -152,6 +152,13 @@ func (ev *evaluator) builder(th *starlark.Thread, fn *starlark.Builtin, args sta
 	d := &builderDecl{b: Builder{Pos: c.pos, Name: c.objectName(name)}}
 	d.workers = c.workerRefs(workers)
 	d.steps = c.steps(steps)
+	if len(d.steps) > maxBuilderSteps {
+		c.errorf("steps: %d steps; a builder may have at most %d", len(d.steps), maxBuilderSteps)
+		d.steps = d.steps[:maxBuilderSteps]
+	}
+	if ev.steps += len(d.steps); ev.steps > maxStateItems {
+		return nil, fmt.Errorf("the builders hold more than %d steps in all; look for a loop that does not end", maxStateItems)
+	}
 	d.b.Env, d.b.SecretEnv, d.secrets = c.env("env", env)
 	d.b.Properties = c.properties("properties", props)
 	d.b.Tags = c.strings("tags", tags, nil, checkName)

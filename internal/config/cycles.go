@@ -19,10 +19,16 @@ type edge struct {
 // schedulers, once per set.
 func (ev *evaluator) checkCycles(cat *catalog) {
 	graph := map[string][]edge{}
+	links := 0
 	for _, d := range ev.decl.builders {
 		for _, st := range d.b.Steps {
 			for _, s := range st.Schedulers {
 				if sched, ok := cat.schedulers[s]; ok && sched.Kind == SchedulerTriggerable {
+					if links += len(sched.Builders); links > maxStateItems {
+						ev.errorf(st.Pos, kindBuilder, d.b.Name, "triggers start builders more than %d times "+
+							"in all; the configuration is too large to check for cycles", maxStateItems)
+						return
+					}
 					for _, to := range sched.Builders {
 						graph[d.b.Name] = append(graph[d.b.Name], edge{to: to, pos: st.Pos,
 							via: fmt.Sprintf("step %q triggers %q", st.Name, s)})
@@ -36,6 +42,11 @@ func (ev *evaluator) checkCycles(cat *catalog) {
 			continue
 		}
 		for _, from := range s.Upstream {
+			if links += len(s.Builders); links > maxStateItems {
+				ev.errorf(s.Pos, kindScheduler, s.Name, "dependent schedulers link builders more than %d "+
+					"times in all; the configuration is too large to check for cycles", maxStateItems)
+				return
+			}
 			for _, to := range s.Builders {
 				graph[from] = append(graph[from], edge{to: to, pos: s.Pos,
 					via: fmt.Sprintf("dependent scheduler %q", s.Name)})
@@ -52,7 +63,7 @@ func (ev *evaluator) checkCycles(cat *catalog) {
 		for _, e := range path {
 			fmt.Fprintf(&b, " -> %s (%s)", e.to, e.via)
 		}
-		ev.errs.add(path[0].pos, kindBuilder, path[0].from,
+		ev.errorf(path[0].pos, kindBuilder, path[0].from,
 			"builds would start each other without end: %s", b.String())
 	}
 }
@@ -125,13 +136,17 @@ func cycles(graph map[string][]edge) [][]string {
 // component, staying inside it.
 func cyclePath(graph map[string][]edge, component []string) []step {
 	start := component[0]
+	inside := make(map[string]bool, len(component))
+	for _, n := range component {
+		inside[n] = true
+	}
 	prev := map[string]step{}
 	queue := []string{start}
 	for len(queue) > 0 {
 		n := queue[0]
 		queue = queue[1:]
 		for _, e := range graph[n] {
-			if !slices.Contains(component, e.to) {
+			if !inside[e.to] {
 				continue
 			}
 			if e.to == start {

@@ -31,7 +31,11 @@ func FuzzLoad(f *testing.F) {
 			"lib/helpers.star": {Data: []byte(fuzzHelpers)},
 		}
 		opts := Options{Secrets: MapSecrets{"pw": "s3cr3t-v4lue"}, MaxSteps: 100_000, Timeout: 5 * time.Second}
+		start := time.Now()
 		st, err := LoadFS(context.Background(), fsys, opts)
+		if elapsed := time.Since(start); elapsed > opts.Timeout+3*time.Second {
+			t.Fatalf("Load took %v, more than its timeout of %v", elapsed, opts.Timeout)
+		}
 		if err != nil {
 			var errs Errors
 			if !errors.As(err, &errs) || len(errs) == 0 {
@@ -45,6 +49,9 @@ func FuzzLoad(f *testing.F) {
 			return
 		}
 		checkState(t, st)
+		if elapsed := time.Since(start); elapsed > opts.Timeout+3*time.Second {
+			t.Fatalf("Load and the checks of its state took %v", elapsed)
+		}
 	})
 }
 

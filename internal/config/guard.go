@@ -20,6 +20,12 @@ const (
 	maxElements   = 1 << 20  // a list, tuple, dict, set or range
 	maxDepth      = 1000     // nesting of lists, tuples and dicts when formatted
 	maxObjects    = 200_000  // constructor calls in one evaluation
+
+	// Limits on the desired state, whose assembly and checks, in Go,
+	// Starlark's step limit does not bound.
+	maxBuilderSteps = 10_000      // steps of one builder
+	maxStateItems   = maxElements // steps, selected workers or trigger links in all
+	maxErrors       = 1000        // problems reported; the rest are counted
 )
 
 // errTooDeep reports a value nested too deeply to be formatted quickly.
@@ -127,10 +133,11 @@ func tooMany(what string, n int64) error {
 // the guarded replacements of universal built-ins.
 func guardBuiltins() starlark.StringDict {
 	d := starlark.StringDict{
-		guardAdd:  starlark.NewBuiltin("+", guardedAdd),
-		guardMul:  starlark.NewBuiltin("*", guardedMul),
-		guardMod:  starlark.NewBuiltin("%", guardedMod),
-		guardAttr: starlark.NewBuiltin(".", guardedAttr),
+		guardAdd:      starlark.NewBuiltin("+", guardedAdd),
+		guardMul:      starlark.NewBuiltin("*", guardedMul),
+		guardMod:      starlark.NewBuiltin("%", guardedMod),
+		guardAttrName: starlark.NewBuiltin(".", guardedAttr),
+		"getattr":     starlark.NewBuiltin("getattr", guardedGetattr),
 	}
 	for _, name := range []string{"range", "list", "tuple", "sorted", "set", "dict", "enumerate", "reversed"} {
 		d[name] = sizedCollection(name)
@@ -227,16 +234,38 @@ func checkFormat(what, format string, intro byte, args []starlark.Value) error {
 	return nil
 }
 
-// guardedAttr returns x.name, wrapping the methods that can build large
-// values in a check of the size of their result.
+// guardedAttr implements x.name for the rewritten code.
 func guardedAttr(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
-	x, name := args[0], string(args[1].(starlark.String))
+	return guardAttr(args[0], string(args[1].(starlark.String)))
+}
+
+// guardedGetattr replaces the universal getattr, which would otherwise
+// hand out the methods the rewrite guards.
+func guardedGetattr(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var x, dflt starlark.Value
+	var name string
+	if err := starlark.UnpackPositionalArgs("getattr", args, kwargs, 2, &x, &name, &dflt); err != nil {
+		return nil, err
+	}
+	v, err := guardAttr(x, name)
+	switch {
+	case err != nil && dflt != nil:
+		return dflt, nil
+	case err != nil:
+		return nil, fmt.Errorf("getattr: %w", err)
+	}
+	return v, nil
+}
+
+// guardAttr returns x.name, wrapping the methods that can build large
+// values in a check of the size of their result.
+func guardAttr(x starlark.Value, name string) (starlark.Value, error) {
 	attr, err := attrOf(x, name)
 	if err != nil {
 		return nil, err
 	}
 	method, ok := attr.(*starlark.Builtin)
-	if !ok {
+	if !ok || !guardedMethods[name] {
 		return attr, nil
 	}
 	return starlark.NewBuiltin(name, func(th *starlark.Thread, _ *starlark.Builtin,

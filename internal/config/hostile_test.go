@@ -190,3 +190,51 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("got %v, want a wrapped context.DeadlineExceeded", err)
 	}
 }
+
+// TestHostileStates evaluates configurations that are quick to evaluate
+// but would make a desired state, or a list of problems, too large to
+// check quickly.
+func TestHostileStates(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, src, want string
+	}{
+		{"300,000 unknown workers", `builder("b", ["x%d" % i for i in range(300000)], [step.shell("x")])` + "\n",
+			"regent.star: and 299000 more problems, not shown"},
+		{"a million steps in a builder", `worker("w", "pw")` + "\n" +
+			`builder("b", ["w"], [step.shell("make")] * 1000000)` + "\n",
+			`regent.star:2:1: builder "b": steps: 1000000 steps; a builder may have at most 10000`},
+		{"many builders sharing many steps", `worker("w", "pw")
+s = [step.shell("make")] * 10000
+for i in range(200):
+    builder("b%d" % i, ["w"], s)
+`, "regent.star:4:5: the builders hold more than 1048576 steps in all; look for a loop that does not end"},
+		{"tags selecting too many workers", `for i in range(3000):
+    worker("w%d" % i, "pw", tags = ["t"])
+for i in range(1000):
+    builder("b%d" % i, ["tag:t"], [step.shell("x")])
+`, `builder "b349": workers: worker tags select more than 1048576 workers in all the builders`},
+		{"too many objects", `def f():
+    for i in range(300000):
+        lock("l%d" % i)
+f()
+`, "regent.star:3:9: more than 200000 objects declared; look for a loop that does not end"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			_, err := Load(context.Background(), writeFiles(t, map[string]string{"regent.star": tt.src}), Options{})
+			if elapsed := time.Since(start); elapsed > 10*time.Second {
+				t.Errorf("refused after %v, want within seconds", elapsed)
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				msg := "<nil>"
+				if err != nil {
+					msg = err.Error()[:min(len(err.Error()), 2000)]
+				}
+				t.Fatalf("got %s\nwant it to contain %s", msg, tt.want)
+			}
+		})
+	}
+}

@@ -103,7 +103,9 @@ type evaluator struct {
 
 	decl    declarations
 	objects int // constructor calls so far, bounded by maxObjects
+	steps   int // steps of all builders, bounded by maxStateItems
 	errs    Errors
+	dropped int // problems found beyond maxErrors
 }
 
 // module is the outcome of executing one file.
@@ -122,10 +124,12 @@ type callSite struct {
 // already recorded, so the load statement adds nothing.
 var errReported = errors.New("the loaded file has errors")
 
-// fileOptions are the Starlark dialect of configurations: top-level for
-// and if statements and set() are allowed for convenience; while loops,
-// recursion and reassigning globals are not.
-var fileOptions = &syntax.FileOptions{Set: true, TopLevelControl: true}
+// fileOptions are the Starlark dialect of configurations. For convenience,
+// for and if statements may appear at the top level of a file, and so
+// globals may be assigned again (two loops may use the same variable);
+// set() is available. While loops and recursion stay forbidden, so that
+// every evaluation visibly ends.
+var fileOptions = &syntax.FileOptions{Set: true, TopLevelControl: true, GlobalReassign: true}
 
 func newEvaluator(fsys fs.FS, opts Options) *evaluator {
 	ev := &evaluator{
@@ -159,7 +163,12 @@ func (ev *evaluator) evaluate() (*State, error) {
 		ev.resolveSecrets()
 	}
 	if len(ev.errs) > 0 {
-		return nil, ev.errs.sort()
+		errs := ev.errs.sort()
+		if ev.dropped > 0 {
+			errs = append(errs, &Error{Pos: Pos{File: EntryFile},
+				Msg: fmt.Sprintf("and %d more problems, not shown", ev.dropped)})
+		}
+		return nil, errs
 	}
 	return ev.state(), nil
 }
@@ -253,6 +262,15 @@ func (ev *evaluator) print(th *starlark.Thread, msg string) {
 	if ev.opts.Print != nil {
 		ev.opts.Print(ev.callerPos(th), msg)
 	}
+}
+
+// errorf records a problem, up to maxErrors of them.
+func (ev *evaluator) errorf(pos Pos, kind, name, format string, args ...any) {
+	if len(ev.errs) >= maxErrors {
+		ev.dropped++
+		return
+	}
+	ev.errs.add(pos, kind, name, format, args...)
 }
 
 // convertError turns a Starlark parse, resolve or evaluation error into

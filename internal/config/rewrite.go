@@ -24,10 +24,10 @@ import (
 
 // Names of the guarded built-ins the rewrite calls.
 const (
-	guardAdd  = "$add"
-	guardMul  = "$mul"
-	guardMod  = "$mod"
-	guardAttr = "$attr"
+	guardAdd      = "$add"
+	guardMul      = "$mul"
+	guardMod      = "$mod"
+	guardAttrName = "$attr"
 )
 
 // guardedMethods are the methods whose results can be much larger than
@@ -133,7 +133,7 @@ func rewriteExpr(e syntax.Expr) syntax.Expr {
 				Token: syntax.STRING, TokenPos: e.NamePos,
 				Raw: strconv.Quote(e.Name.Name), Value: e.Name.Name,
 			}
-			return guardCall(guardAttr, e.Dot, e.X, name)
+			return guardCall(guardAttrName, e.Dot, e.X, name)
 		}
 	case *syntax.CallExpr:
 		e.Fn = rewriteExpr(e.Fn)

@@ -115,6 +115,7 @@ func (ev *evaluator) schedForce(th *starlark.Thread, fn *starlark.Builtin, args 
 		"builders", &a.builders, "parameters?", &a.params)
 	if s != nil {
 		items, _ := c.list("parameters", a.params, false)
+		seen := map[string]bool{}
 		for _, x := range items {
 			p, ok := x.(*paramValue)
 			if !ok {
@@ -122,10 +123,11 @@ func (ev *evaluator) schedForce(th *starlark.Thread, fn *starlark.Builtin, args 
 					"or param.choice, got %s", x.Type())
 				continue
 			}
-			if slices.ContainsFunc(s.Parameters, func(q ForceParameter) bool { return q.Name == p.param.Name }) {
+			if seen[p.param.Name] {
 				c.errorAt(p.pos, "two parameters are named %q", p.param.Name)
 				continue
 			}
+			seen[p.param.Name] = true
 			s.Parameters = append(s.Parameters, p.param)
 		}
 	}

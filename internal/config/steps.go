@@ -150,13 +150,15 @@ func (c *call) nameSteps(steps []*stepValue) []Step {
 		}
 		taken[s.step.Name] = true
 	}
+	next := map[string]int{} // derived name -> next number to try
 	for i, s := range steps {
 		if s.named {
 			continue
 		}
 		name := s.step.Name
-		for n := 2; taken[name]; n++ {
+		for n := max(next[name], 2); taken[name]; n++ {
 			name = fmt.Sprintf("%s %d", s.step.Name, n)
+			next[s.step.Name] = n + 1
 		}
 		taken[name] = true
 		out[i].Name = name
@@ -167,7 +169,7 @@ func (c *call) nameSteps(steps []*stepValue) []Step {
 // errorAt records a problem of the call's object found at another place.
 func (c *call) errorAt(pos Pos, format string, args ...any) {
 	c.bad = true
-	c.ev.errs.add(pos, c.kind, c.name, format, args...)
+	c.ev.errorf(pos, c.kind, c.name, format, args...)
 }
 
 var (
@@ -191,10 +193,14 @@ func commandName(cmd string) string {
 			for len(words) > 0 && assignmentRE.MatchString(words[0]) {
 				words = words[1:]
 			}
-			if len(words) == 0 || strings.HasPrefix(words[0], "#") || words[0] == "cd" || words[0] == "set" {
+			if len(words) == 0 || strings.HasPrefix(words[0], "#") {
 				continue
 			}
-			name := path.Base(strings.Trim(words[0], `"'()`))
+			first := strings.Trim(words[0], `"'(){}`)
+			if first == "" || first == "cd" || first == "set" {
+				continue
+			}
+			name := path.Base(first)
 			if len(words) > 1 && subcommandRE.MatchString(words[1]) {
 				name += " " + words[1]
 			}

@@ -18,7 +18,7 @@ func index[T any](ev *evaluator, kind string, items []T, key func(T) (string, Po
 		}
 		if first, ok := m[name]; ok {
 			_, at := key(first)
-			ev.errs.add(pos, kind, name, "declared twice; the first declaration is at %s", at)
+			ev.errorf(pos, kind, name, "declared twice; the first declaration is at %s", at)
 			continue
 		}
 		m[name] = it
@@ -35,6 +35,7 @@ type catalog struct {
 	locks      map[string]*Lock
 	byTag      map[string][]string // worker tag -> worker names, sorted
 	names      map[string][]string // kind -> names, sorted
+	selected   int                 // workers selected by tags, in all builders
 }
 
 // validate checks the declarations against each other: duplicates,
@@ -56,9 +57,7 @@ func (ev *evaluator) validate() {
 	}
 	for _, w := range d.workers {
 		for _, t := range w.w.Tags {
-			if !slices.Contains(cat.byTag[t], w.w.Name) {
-				cat.byTag[t] = append(cat.byTag[t], w.w.Name)
-			}
+			cat.byTag[t] = append(cat.byTag[t], w.w.Name)
 		}
 	}
 	for _, b := range d.builders {
@@ -84,10 +83,12 @@ func (ev *evaluator) ref(cat *catalog, pos Pos, kind, name, prefix, refKind, ref
 	}
 	if !ev.decl.broken[brokenKey(refKind, ref)] {
 		msg := fmt.Sprintf("%sunknown %s %q", prefix, refKind, ref)
-		if s := suggest(ref, names); s != "" {
-			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		if len(ev.errs) < maxErrors {
+			if s := suggest(ref, names); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
 		}
-		ev.errs.add(pos, kind, name, "%s", msg)
+		ev.errorf(pos, kind, name, "%s", msg)
 	}
 	return false
 }
@@ -99,10 +100,16 @@ func (ev *evaluator) checkBuilder(cat *catalog, d *builderDecl) {
 	var workers []string
 	for _, w := range d.workers {
 		if tag, ok := strings.CutPrefix(w, tagPrefix); ok {
-			if len(cat.byTag[tag]) == 0 {
-				ev.errs.add(b.Pos, kindBuilder, b.Name, "workers: no worker has the tag %q", tag)
+			selected := cat.byTag[tag]
+			if len(selected) == 0 {
+				ev.errorf(b.Pos, kindBuilder, b.Name, "workers: no worker has the tag %q", tag)
 			}
-			workers = append(workers, cat.byTag[tag]...)
+			if cat.selected += len(selected); cat.selected > maxStateItems {
+				ev.errorf(b.Pos, kindBuilder, b.Name, "workers: worker tags select more than %d "+
+					"workers in all the builders", maxStateItems)
+				continue
+			}
+			workers = append(workers, selected...)
 			continue
 		}
 		if ev.ref(cat, b.Pos, kindBuilder, b.Name, "workers: ", kindWorker, w) {
@@ -127,7 +134,7 @@ func (ev *evaluator) checkBuilder(cat *catalog, d *builderDecl) {
 				continue
 			}
 			if k := cat.schedulers[s].Kind; k != SchedulerTriggerable {
-				ev.errs.add(st.Pos, kindBuilder, b.Name, "%sscheduler %q is a %s scheduler; "+
+				ev.errorf(st.Pos, kindBuilder, b.Name, "%sscheduler %q is a %s scheduler; "+
 					"only schedulers made by scheduler.triggerable can be triggered", prefix, s, k)
 			}
 		}
@@ -142,12 +149,12 @@ func (ev *evaluator) checkRenames(cat *catalog) {
 		b := &d.b
 		for _, prev := range b.PreviousNames {
 			if prev == b.Name {
-				ev.errs.add(b.Pos, kindBuilder, b.Name, "previous_names: lists the builder's own name")
+				ev.errorf(b.Pos, kindBuilder, b.Name, "previous_names: lists the builder's own name")
 			} else if live, ok := cat.builders[prev]; ok {
-				ev.errs.add(b.Pos, kindBuilder, b.Name, "previous_names: %q is the name of the builder "+
+				ev.errorf(b.Pos, kindBuilder, b.Name, "previous_names: %q is the name of the builder "+
 					"declared at %s; only a name no longer in use can be taken over", prev, live.b.Pos)
 			} else if other, ok := claimed[prev]; ok && other != d {
-				ev.errs.add(b.Pos, kindBuilder, b.Name, "previous_names: %q is already claimed by "+
+				ev.errorf(b.Pos, kindBuilder, b.Name, "previous_names: %q is already claimed by "+
 					"builder %q; a history can move to one builder only", prev, other.b.Name)
 			}
 			claimed[prev] = d
@@ -168,7 +175,7 @@ func (ev *evaluator) checkScheduler(cat *catalog, s *Scheduler) {
 	}
 	repo := cat.repos[s.Repo]
 	if s.Kind == SchedulerBranch && s.Branch != "" && len(repo.Branches) > 0 && !slices.Contains(repo.Branches, s.Branch) {
-		ev.errs.add(s.Pos, kindScheduler, s.Name, "branch: git_repo %q does not watch branch %q "+
+		ev.errorf(s.Pos, kindScheduler, s.Name, "branch: git_repo %q does not watch branch %q "+
 			"(it watches %s); add the branch to its branches", s.Repo, s.Branch, strings.Join(repo.Branches, ", "))
 	}
 }
@@ -182,17 +189,17 @@ func (ev *evaluator) resolveSecrets() {
 			return v, true
 		}
 		if ev.opts.Secrets == nil {
-			ev.errs.add(ref.pos, kindSecret, ref.name, "no secret provider is configured "+
+			ev.errorf(ref.pos, kindSecret, ref.name, "no secret provider is configured "+
 				"(give the master a secrets directory or REGENT_SECRET_* variables)")
 			return "", false
 		}
 		v, err := ev.opts.Secrets.Secret(ref.name)
 		switch {
 		case errors.Is(err, ErrSecretNotFound):
-			ev.errs.add(ref.pos, kindSecret, ref.name, "not found by the secret provider")
+			ev.errorf(ref.pos, kindSecret, ref.name, "not found by the secret provider")
 			return "", false
 		case err != nil:
-			ev.errs.add(ref.pos, kindSecret, ref.name, "cannot be read: %v", err)
+			ev.errorf(ref.pos, kindSecret, ref.name, "cannot be read: %v", err)
 			return "", false
 		}
 		values[ref.name] = v
@@ -204,7 +211,7 @@ func (ev *evaluator) resolveSecrets() {
 		}
 		v, ok := lookup(d.secret)
 		if ok && v == "" {
-			ev.errs.add(d.secret.pos, kindSecret, d.secret.name, "is empty; a worker password cannot be empty")
+			ev.errorf(d.secret.pos, kindSecret, d.secret.name, "is empty; a worker password cannot be empty")
 		}
 		d.w.Password = v
 	}
@@ -243,6 +250,9 @@ func sortedSet(s []string) []string {
 // suggest returns the name closest to name among names when it is close
 // enough to be a likely typo.
 func suggest(name string, names []string) string {
+	if len(names) > 10_000 {
+		return ""
+	}
 	best, bestDist := "", 3
 	for _, n := range names {
 		if d := distance(name, n); d < bestDist {
