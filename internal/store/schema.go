@@ -232,4 +232,57 @@ CREATE TABLE services (
 );
 CREATE INDEX services_owner ON services (owner);
 `,
+	// 3: schedulers and change sources: webhook deliveries, durable
+	// scheduler state (timers, last runs, cursors), poller health, what a
+	// change came from, triggered and dependent buildsets, merged requests.
+	`
+CREATE TABLE webhook_deliveries (
+	id {{id}},
+	source TEXT NOT NULL,
+	delivery TEXT NOT NULL,
+	repository TEXT NOT NULL,
+	ref TEXT NOT NULL,
+	old_revision TEXT NOT NULL,
+	new_revision TEXT NOT NULL,
+	changes INTEGER NOT NULL,
+	received_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX webhook_deliveries_id ON webhook_deliveries (source, delivery) WHERE delivery <> '';
+CREATE UNIQUE INDEX webhook_deliveries_move ON webhook_deliveries (repository, ref, old_revision, new_revision);
+
+CREATE TABLE scheduler_state (
+	scheduler TEXT NOT NULL,
+	item TEXT NOT NULL,
+	last_run BIGINT,
+	next_run BIGINT,
+	change_id BIGINT,
+	position BIGINT NOT NULL DEFAULT 0,
+	updated_at BIGINT NOT NULL,
+	PRIMARY KEY (scheduler, item)
+);
+
+CREATE TABLE repo_health (
+	repository TEXT PRIMARY KEY,
+	master TEXT NOT NULL DEFAULT '',
+	last_poll BIGINT,
+	last_success BIGINT,
+	last_error TEXT NOT NULL DEFAULT '',
+	last_error_at BIGINT,
+	failing_since BIGINT,
+	next_poll BIGINT,
+	last_webhook BIGINT
+);
+
+ALTER TABLE changes ADD COLUMN category TEXT NOT NULL DEFAULT '';
+ALTER TABLE changes ADD COLUMN properties TEXT NOT NULL DEFAULT '{}';
+
+ALTER TABLE buildsets ADD COLUMN parent_build BIGINT;
+ALTER TABLE buildsets ADD COLUMN parent_step INTEGER;
+ALTER TABLE buildsets ADD COLUMN upstream_buildset BIGINT;
+CREATE UNIQUE INDEX buildsets_trigger_once ON buildsets (scheduler, parent_build, parent_step);
+CREATE UNIQUE INDEX buildsets_upstream_once ON buildsets (scheduler, upstream_buildset);
+CREATE INDEX buildsets_parent ON buildsets (parent_build);
+
+ALTER TABLE build_requests ADD COLUMN merged_into BIGINT;
+`,
 }
