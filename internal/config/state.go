@@ -46,7 +46,20 @@ type Repo struct {
 	PollInterval Duration `json:"poll_interval"`
 	// Masters pins the poller to masters carrying all of these tags.
 	Masters []string `json:"masters,omitempty"`
-	Pos     Pos      `json:"pos"`
+	// Tags are the tags watched (exact names or path.Match patterns);
+	// each new or moved tag makes a change whose branch is refs/tags/NAME.
+	// None watches no tag.
+	Tags []string `json:"tags,omitempty"`
+	// WebhookSecret names the secret that signs webhook deliveries for
+	// this repository. The state holds only the name: the master resolves
+	// the value with its secret provider when a delivery arrives. Without
+	// it, webhook deliveries for the repository are refused.
+	WebhookSecret string `json:"webhook_secret,omitempty"`
+	// Credentials names the secret holding "USER:PASSWORD" (or a token
+	// alone) that the poller presents to an HTTP(S) repository. The value
+	// is resolved when the poller runs and never stored or logged.
+	Credentials string `json:"credentials,omitempty"`
+	Pos         Pos    `json:"pos"`
 }
 
 // Worker is a build worker that may connect to the cluster.
@@ -74,6 +87,10 @@ type Builder struct {
 	// new attempt instead of ending with an exception.
 	RetryLost bool     `json:"retry_lost,omitempty"`
 	Locks     []string `json:"locks,omitempty"`
+	// CollapseRequests merges the builder's pending build requests for a
+	// branch into the newest one: the older ones are cancelled with a
+	// reason naming the request that covers them.
+	CollapseRequests bool `json:"collapse_requests,omitempty"`
 	// SecretEnv maps environment variable names to the names of the
 	// secrets that provide their values, for every step of the builder.
 	// Values are resolved where the step runs, never stored.
@@ -115,6 +132,10 @@ type Step struct {
 	// Wait makes a trigger step wait for the builds it started and take
 	// the worst of their results.
 	Wait bool `json:"wait,omitempty"`
+	// SetProperty, on a shell step, names the build property that the
+	// step's standard output, trimmed of surrounding white space, sets
+	// when the step succeeds.
+	SetProperty string `json:"set_property,omitempty"`
 	Pos  Pos  `json:"pos"`
 }
 
@@ -171,6 +192,8 @@ type Scheduler struct {
 	Interval Duration `json:"interval,omitempty"`
 	// Upstream names the builders a dependent scheduler waits for.
 	Upstream []string `json:"upstream,omitempty"`
+	// Properties are given to every build the scheduler starts.
+	Properties map[string]string `json:"properties,omitempty"`
 
 	Pos Pos `json:"pos"`
 }
