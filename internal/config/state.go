@@ -136,7 +136,7 @@ type Step struct {
 	// step's standard output, trimmed of surrounding white space, sets
 	// when the step succeeds.
 	SetProperty string `json:"set_property,omitempty"`
-	Pos  Pos  `json:"pos"`
+	Pos         Pos    `json:"pos"`
 }
 
 // Scheduler kinds.
