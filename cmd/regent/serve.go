@@ -46,6 +46,10 @@ func runMaster(ctx context.Context, args []string) int {
 	secretsDir := fs.String("secrets-dir", "", "directory of secret files for secret(\"name\") (also REGENT_SECRET_NAME variables)")
 	dataDir := fs.String("data-dir", "", "directory for caches such as git mirrors")
 	ttl := fs.Duration("worker-ttl", 30*time.Second, "how long a silent worker counts as alive")
+	roles := fs.String("roles", "web,dispatch,services", "comma-separated roles: web (UI and REST API), dispatch (worker API), services (pollers, schedulers, configuration watcher, housekeeping)")
+	tags := fs.String("tags", "", "comma-separated tags; the configuration pins services to masters with masters = [tags]")
+	clusterTTL := fs.Duration("ttl", 10*time.Second, "time-to-live: a master silent that long is dead and its services move (use the same value on every master)")
+	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for the services of this master to move to others")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -68,7 +72,8 @@ func runMaster(ctx context.Context, args []string) int {
 	defer st.Close()
 	m, err := master.New(master.Config{Store: st, Name: *name, Listen: *listen,
 		ConfigSource: *source, Secrets: secretProvider(*secretsDir), AdminToken: token,
-		DataDir: *dataDir, WorkerTTL: *ttl, Version: version, Logger: log})
+		DataDir: *dataDir, WorkerTTL: *ttl, Version: version, Logger: log,
+		Roles: splitList(*roles), Tags: splitList(*tags), TTL: *clusterTTL, DrainTimeout: *drain})
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -78,6 +83,17 @@ func runMaster(ctx context.Context, args []string) int {
 	<-ctx.Done()
 	m.Stop()
 	return 0
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 func secretProvider(dir string) config.SecretProvider {

@@ -72,6 +72,10 @@ type PollerConfig struct {
 	// after they are committed, from the polling goroutine. It should
 	// return quickly: the next poll waits for it.
 	OnChanges func([]store.Change)
+	// OnPoll, when set, is called after each poll that was not cancelled,
+	// with its error (nil when it succeeded), from the polling goroutine,
+	// for example to report the poller's health to the cluster.
+	OnPoll func(err error)
 	// Now tells the time for health reports; time.Now when nil.
 	Now func() time.Time
 }
@@ -246,6 +250,9 @@ func (p *Poller) PollNow(ctx context.Context) error {
 
 	start := time.Now()
 	n, err := p.poll(ctx)
+	if p.cfg.OnPoll != nil && ctx.Err() == nil {
+		p.cfg.OnPoll(err)
+	}
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -387,3 +387,31 @@ func TestGitErrorsNameTheCommandAndItsOutput(t *testing.T) {
 		t.Fatalf("error spans lines: %q", err)
 	}
 }
+
+func TestOnPollReportsEachPollButNotCancelledOnes(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var reports []error
+	h := newHarness(t, func(c *PollerConfig) {
+		c.OnPoll = func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			reports = append(reports, err)
+		}
+	})
+	h.poll()
+	if err := os.Rename(h.remote.bare, h.remote.bare+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.poller.PollNow(context.Background()); err == nil {
+		t.Fatal("poll of a missing repository succeeded")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	h.poller.PollNow(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) != 2 || reports[0] != nil || reports[1] == nil {
+		t.Fatalf("reports %v, want a success then a failure", reports)
+	}
+}

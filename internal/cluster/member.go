@@ -74,9 +74,10 @@ type MemberConfig struct {
 // heartbeat and the services it owns. See the package documentation for
 // the states it goes through.
 type Member struct {
-	cfg   MemberConfig
-	log   *slog.Logger
-	owned *Wake
+	cfg     MemberConfig
+	log     *slog.Logger
+	owned   *Wake
+	refresh chan struct{} // asks the loop to read the owned services now
 
 	mu       sync.Mutex
 	inc      *incarnation // nil while not joined
@@ -140,7 +141,7 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Member{cfg: cfg, owned: NewWake(),
+	return &Member{cfg: cfg, owned: NewWake(), refresh: make(chan struct{}, 1),
 		log: cfg.Logger.With("component", "cluster", "master", cfg.Name)}, nil
 }
 
@@ -181,6 +182,17 @@ func (m *Member) Fence(service string) (store.Fence, bool) {
 		}
 	}
 	return store.Fence{}, false
+}
+
+// Refresh asks the member to read the services it owns now rather than at
+// its next heartbeat, as after a supervisor round in this process moved
+// some. It does not wait.
+func (m *Member) Refresh() {
+	// A pending request already covers this one.
+	select {
+	case m.refresh <- struct{}{}:
+	default:
+	}
 }
 
 // OwnedChanged returns a channel closed at the next change of the owned
@@ -366,12 +378,9 @@ func (m *Member) serve(ctx context.Context, inc *incarnation) string {
 		case err := <-lost:
 			return fmt.Sprintf("database session lost: %v", err)
 		case <-moved:
-			rctx, cancel := context.WithDeadline(ctx, fenceAt)
-			owned, err := m.cfg.Store.OwnedServices(rctx, inc.id)
-			cancel()
-			if err == nil {
-				m.setOwned(owned)
-			}
+			m.readOwned(ctx, inc, fenceAt)
+		case <-m.refresh:
+			m.readOwned(ctx, inc, fenceAt)
 		case <-tick.C:
 			// The deadline keeps a hung database from holding the loop
 			// past the moment to fence.
@@ -403,6 +412,15 @@ func (m *Member) serve(ctx context.Context, inc *incarnation) string {
 			fence.Reset(time.Until(fenceAt))
 			m.setOwned(owned)
 		}
+	}
+}
+
+// readOwned reads the services incarnation inc owns, giving up at fenceAt.
+func (m *Member) readOwned(ctx context.Context, inc *incarnation, fenceAt time.Time) {
+	ctx, cancel := context.WithDeadline(ctx, fenceAt)
+	defer cancel()
+	if owned, err := m.cfg.Store.OwnedServices(ctx, inc.id); err == nil {
+		m.setOwned(owned)
 	}
 }
 

@@ -155,6 +155,9 @@ func (s *Supervisor) round(ctx context.Context) error {
 		return err
 	}
 	s.report(res)
+	if len(res.Moves) > 0 {
+		s.cfg.Member.Refresh() // this master may be among those given services
+	}
 	return nil
 }
 

@@ -4,9 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"path/filepath"
-	"sync"
+	"time"
 
 	"github.com/regent-ci/regent/internal/changes"
 	"github.com/regent-ci/regent/internal/cluster"
@@ -14,92 +13,113 @@ import (
 	"github.com/regent-ci/regent/internal/store"
 )
 
-// pollerManager keeps one running git poller per repository of the active
-// generation: it starts pollers for new repositories, stops those of
-// removed ones and restarts those whose definition changed.
-type pollerManager struct {
-	store   *store.Store
-	dir     string
-	changes *cluster.Wake
-	log     *slog.Logger
-
-	mu      sync.Mutex
-	gen     int64
-	running map[string]runningPoller
-}
-
-type runningPoller struct {
-	spec   string
-	poller *changes.Poller
-}
-
-func newPollerManager(st *store.Store, dir string, wake *cluster.Wake, log *slog.Logger) *pollerManager {
-	return &pollerManager{store: st, dir: dir, changes: wake, log: log,
-		running: map[string]runningPoller{}}
-}
-
-// reconcile brings the running pollers in line with the active
-// generation. It does nothing while the generation is unchanged.
-func (p *pollerManager) reconcile(ctx context.Context) error {
-	n, err := p.store.ActiveGenerationNumber(ctx)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n == p.gen {
-		return nil
-	}
-	_, st, err := p.store.ActiveState(ctx)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	want := map[string]config.Repo{}
-	for _, r := range st.Repos {
-		want[r.Name] = r
-	}
-	for name, rp := range p.running {
-		r, ok := want[name]
-		if ok && specOf(r) == rp.spec {
-			continue
+// define returns what runs for the owned service f under the desired
+// state st (nil before the first generation), or false when this master
+// has nothing to run for it.
+func (m *Master) define(f store.Fence, st *config.State) (serviceDef, bool) {
+	kind, subject := cluster.ParseService(f.Service)
+	switch kind {
+	case cluster.KindPoller:
+		if st == nil {
+			return serviceDef{}, false
 		}
-		rp.poller.Stop()
-		delete(p.running, name)
-		p.log.Info("poller stopped", "repo", name, "generation", n)
-	}
-	for name, r := range want {
-		if _, ok := p.running[name]; ok {
-			continue
+		r, ok := st.Repo(subject)
+		if !ok || r.PollInterval <= 0 {
+			return serviceDef{}, false
 		}
-		poller, err := changes.NewPoller(changes.PollerConfig{
+		return m.pollerDef(f, r), true
+	case cluster.KindConfigWatcher:
+		if m.watcher == nil {
+			return serviceDef{}, false
+		}
+		return loopDef(m.cfg.WatchInterval, func(ctx context.Context) { m.watch(ctx, f) }), true
+	case cluster.KindHousekeeping:
+		return loopDef(m.cfg.HousekeepingInterval, func(ctx context.Context) { m.housekeep(ctx, f) }), true
+	}
+	// TODO(#6): run timed schedulers (cron, periodic, tree-stable timers)
+	// as the clustered services the supervisor already assigns.
+	m.warnOnce(f.Service, "owning a service this master cannot run yet", "service", f.Service)
+	return serviceDef{}, false
+}
+
+// loopDef is a service that runs fn about every interval.
+func loopDef(interval time.Duration, fn func(context.Context)) serviceDef {
+	return serviceDef{start: func(ctx context.Context) (func(), error) {
+		return startLoop(ctx, interval, fn), nil
+	}}
+}
+
+// pollerDef is the git poller of repository r, recording under fence f.
+func (m *Master) pollerDef(f store.Fence, r config.Repo) serviceDef {
+	return serviceDef{spec: specOf(r), start: func(ctx context.Context) (func(), error) {
+		p, err := changes.NewPoller(changes.PollerConfig{
 			Repo:      r,
-			Store:     p.store,
-			Dir:       filepath.Join(p.dir, name),
-			Logger:    p.log,
-			OnChanges: func([]store.Change) { p.changes.Notify() },
+			Store:     fencedChanges{store: m.cfg.Store, fence: f},
+			Dir:       filepath.Join(m.cfg.DataDir, "repos", r.Name),
+			Logger:    m.log,
+			OnChanges: func([]store.Change) { m.changes.Notify() },
+			OnPoll:    func(err error) { m.reportRun(f, err) },
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		poller.Start(ctx)
-		p.running[name] = runningPoller{spec: specOf(r), poller: poller}
-		p.log.Info("poller started", "repo", name, "url", r.URL, "generation", n)
-	}
-	p.gen = n
-	return nil
+		if err := p.Start(ctx); err != nil {
+			return nil, err
+		}
+		return p.Stop, nil
+	}}
 }
 
-func (p *pollerManager) stopAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for name, rp := range p.running {
-		rp.poller.Stop()
-		delete(p.running, name)
+// fencedChanges is the store as a poller sees it: every poll it records
+// is conditional on the fence of the poller's service.
+type fencedChanges struct {
+	store *store.Store
+	fence store.Fence
+}
+
+func (c fencedChanges) RepoHeads(ctx context.Context, repo string) (map[string]string, error) {
+	return c.store.RepoHeads(ctx, repo)
+}
+
+func (c fencedChanges) RecordPoll(ctx context.Context, repo string, heads map[string]string, cs []store.Change) ([]store.Change, error) {
+	return c.store.RecordFencedPoll(ctx, c.fence, repo, heads, cs)
+}
+
+// watch runs the configuration watcher once.
+func (m *Master) watch(ctx context.Context, f store.Fence) {
+	err := m.watcher.check(ctx, f)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, store.ErrFenced) {
+		m.log.Error("configuration watcher", "err", err)
 	}
-	p.gen = 0
+	m.reportRun(f, err)
+}
+
+// housekeep prunes incarnations that ended long ago.
+func (m *Master) housekeep(ctx context.Context, f store.Fence) {
+	n, err := m.cfg.Store.PruneMasters(ctx, f, m.cfg.IncarnationRetention)
+	if n > 0 {
+		m.log.Info("pruned ended master incarnations", "count", n)
+	}
+	m.reportRun(f, err)
+}
+
+// reportRun records the outcome of one run of the service holding f, which
+// a fenced write may already have recorded. A fenced service is logged;
+// it stops when this master learns who owns it now, within a heartbeat.
+func (m *Master) reportRun(f store.Fence, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	switch {
+	case errors.Is(err, context.Canceled):
+		return
+	case err == nil:
+		err = m.cfg.Store.ServiceSucceeded(ctx, f)
+	case !errors.Is(err, store.ErrFenced):
+		err = m.cfg.Store.ServiceFailed(ctx, f, err.Error())
+	}
+	if errors.Is(err, store.ErrFenced) {
+		m.log.Info("service fenced: another master owns it now", "service", f.Service, "token", f.Token)
+	}
 }
 
 func specOf(r config.Repo) string {

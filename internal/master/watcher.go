@@ -23,6 +23,9 @@ type configWatcher struct {
 	by      string
 	log     *slog.Logger
 
+	// onApply is called after each new generation.
+	onApply func()
+
 	mu         sync.Mutex
 	lastSource string
 	lastErr    string
@@ -34,9 +37,12 @@ func newConfigWatcher(st *store.Store, source string, secrets config.SecretProvi
 }
 
 // check reads the source and applies it if it changed since the last
-// check. It returns an error only for an invalid configuration or an
-// unreadable source.
-func (w *configWatcher) check(ctx context.Context) error {
+// check, as the configuration watcher service holding fence f (the zero
+// Fence for the apply a master makes on an empty database at start). It
+// returns an error for an invalid configuration or an unreadable source,
+// and one wrapping store.ErrFenced, without applying anything, once
+// another master owns the watcher.
+func (w *configWatcher) check(ctx context.Context, f store.Fence) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := os.MkdirAll(w.dir, 0o755); err != nil {
@@ -47,11 +53,17 @@ func (w *configWatcher) check(ctx context.Context) error {
 		return w.fail(fmt.Errorf("read configuration source %s: %w", w.source, err))
 	}
 	if source == w.lastSource && w.lastErr == "" {
-		return nil
+		return w.store.ServiceSucceeded(ctx, f)
 	}
 	st, err := config.Load(ctx, root, config.Options{Secrets: w.secrets})
 	if err != nil {
 		return w.fail(fmt.Errorf("configuration %s refused; generation unchanged:\n%w", w.source, err))
+	}
+	// TODO(#4): make the apply itself conditional on the fence, in its
+	// own transaction; until then a watcher replaced between this check
+	// and the apply may still apply once.
+	if err := w.store.ServiceSucceeded(ctx, f); err != nil {
+		return err
 	}
 	res, err := w.store.Apply(ctx, st, source, w.by)
 	if err != nil {
@@ -61,6 +73,9 @@ func (w *configWatcher) check(ctx context.Context) error {
 	if res.Created {
 		w.log.Info("generation applied", "generation", res.Generation.Number, "source", source,
 			"cancelled_requests", res.CancelledRequests, "revoked_sessions", res.RevokedSessions)
+		if w.onApply != nil {
+			w.onApply()
+		}
 	}
 	return nil
 }

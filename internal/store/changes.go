@@ -60,6 +60,14 @@ func (s *Store) RepoHeads(ctx context.Context, repo string) (map[string]string, 
 // times, in the order given. However many pollers or retries record the
 // same commit, it is recorded once.
 func (s *Store) RecordPoll(ctx context.Context, repo string, heads map[string]string, changes []Change) ([]Change, error) {
+	return s.RecordFencedPoll(ctx, Fence{}, repo, heads, changes)
+}
+
+// RecordFencedPoll is RecordPoll made by the clustered service that holds
+// fence f: nothing is written, and the error wraps [ErrFenced], once the
+// service has moved to another owner. New changes wake every master's
+// schedulers.
+func (s *Store) RecordFencedPoll(ctx context.Context, f Fence, repo string, heads map[string]string, changes []Change) ([]Change, error) {
 	for _, c := range changes {
 		if err := validChange(c); err != nil {
 			return nil, fmt.Errorf("record poll of repository %q: %w", repo, err)
@@ -69,6 +77,9 @@ func (s *Store) RecordPoll(ctx context.Context, repo string, heads map[string]st
 	var added []Change
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		added = added[:0]
+		if err := s.checkFence(ctx, tx, f); err != nil {
+			return err
+		}
 		if err := replaceHeads(ctx, tx, repo, heads, now); err != nil {
 			return err
 		}
@@ -81,6 +92,9 @@ func (s *Store) RecordPoll(ctx context.Context, repo string, heads map[string]st
 			if isNew {
 				added = append(added, stored)
 			}
+		}
+		if len(added) > 0 {
+			return s.notify(ctx, tx, TopicChange)
 		}
 		return nil
 	})

@@ -55,6 +55,8 @@ const (
 	TopicRequest = "request"
 	// TopicCancel: a build or request was cancelled.
 	TopicCancel = "cancel"
+	// TopicChange: new changes were recorded.
+	TopicChange = "change"
 	// TopicService: a clustered service changed owner, or a master
 	// joined, drained, stopped or died.
 	TopicService = "service"

@@ -495,3 +495,35 @@ func pgStore(t *testing.T) *store.Store {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+func TestFencedPollIsRefusedAfterAMove(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		a, b := join(t, s, "a", "x"), join(t, s, "b", "x")
+		lease, err := s.AcquireLease(ctx, store.SupervisorLease, a.ID, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Supervise(ctx, lease, time.Minute, place(map[string]int64{"poller:r": a.ID})); err != nil {
+			t.Fatal(err)
+		}
+		old := store.Fence{Service: "poller:r", Token: 1}
+		heads := map[string]string{"refs/heads/main": "c1"}
+		if _, err := s.RecordFencedPoll(ctx, old, "r", heads, nil); err != nil {
+			t.Fatalf("owner's poll: %v", err)
+		}
+		if _, err := s.Supervise(ctx, lease, time.Minute, place(map[string]int64{"poller:r": b.ID})); err != nil {
+			t.Fatal(err)
+		}
+		late := []store.Change{{Branch: "refs/heads/main", Revision: "c2", When: time.Now()}}
+		_, err = s.RecordFencedPoll(ctx, old, "r", map[string]string{"refs/heads/main": "c2"}, late)
+		if !errors.Is(err, store.ErrFenced) {
+			t.Fatalf("replaced owner's poll: %v, want ErrFenced", err)
+		}
+		got, _ := s.RepoHeads(ctx, "r")
+		recorded, _ := s.Changes(ctx, store.ListOptions{})
+		if got["refs/heads/main"] != "c1" || len(recorded) != 0 {
+			t.Fatalf("a refused poll wrote heads %v and changes %v", got, recorded)
+		}
+	})
+}
