@@ -323,7 +323,7 @@ func (m *Master) handler() (http.Handler, error) {
 	}
 	ws, err := web.New(web.Config{Store: m.cfg.Store, Master: m.cfg.Name,
 		AdminToken: m.cfg.AdminToken, Wake: m.requests.Notify, Logger: m.log,
-		Version: m.cfg.Version, ExtraStatus: m.notices})
+		Version: m.cfg.Version, ExtraStatus: m.notices, Secrets: m.cfg.Secrets})
 	if err != nil {
 		return nil, err
 	}
