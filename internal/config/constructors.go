@@ -52,7 +52,8 @@ func (c *call) refused() (starlark.Value, error) {
 
 // gitRepo implements git_repo(name, url, branches=["main"],
 // poll_interval="1m", masters=[]).
-func (ev *evaluator) gitRepo(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) gitRepo(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name, url, branches, poll, masters starlark.Value
 	c, ok, err := ev.begin(th, fn, kindRepo, args, kwargs, "name", &name, "url", &url,
 		"branches?", &branches, "poll_interval?", &poll, "masters?", &masters)
@@ -103,15 +104,20 @@ func checkBranch(b string) error {
 	switch {
 	case b == "" || len(b) > 255:
 		return fmt.Errorf("%q is not a valid branch name", b)
-	case strings.HasPrefix(b, "-") || strings.Contains(b, "..") ||
-		strings.ContainsFunc(b, func(r rune) bool { return r <= ' ' || r == 0x7f || strings.ContainsRune(`~^:?*[\`, r) }):
+	case strings.HasPrefix(b, "-") || strings.Contains(b, "..") || strings.ContainsFunc(b, badRefRune):
 		return fmt.Errorf("%q is not a valid branch name", b)
 	}
 	return nil
 }
 
+// badRefRune reports whether git forbids r in a ref name.
+func badRefRune(r rune) bool {
+	return r <= ' ' || r == 0x7f || strings.ContainsRune(`~^:?*[\`, r)
+}
+
 // worker implements worker(name, password, max_builds=1, tags=[]).
-func (ev *evaluator) worker(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) worker(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name, password, maxBuilds, tags starlark.Value
 	c, ok, err := ev.begin(th, fn, kindWorker, args, kwargs, "name", &name, "password", &password,
 		"max_builds?", &maxBuilds, "tags?", &tags)
@@ -141,7 +147,8 @@ const tagPrefix = "tag:"
 
 // builder implements builder(name, workers, steps, env={}, properties={},
 // tags=[], description="", previous_names=[], retry_lost=False, locks=[]).
-func (ev *evaluator) builder(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) builder(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name, workers, steps, env, props, tags, desc, prev, retry, locks starlark.Value
 	c, ok, err := ev.begin(th, fn, kindBuilder, args, kwargs, "name", &name, "workers", &workers,
 		"steps", &steps, "env?", &env, "properties?", &props, "tags?", &tags,
@@ -156,8 +163,9 @@ func (ev *evaluator) builder(th *starlark.Thread, fn *starlark.Builtin, args sta
 		c.errorf("steps: %d steps; a builder may have at most %d", len(d.steps), maxBuilderSteps)
 		d.steps = d.steps[:maxBuilderSteps]
 	}
-	if ev.steps += len(d.steps); ev.steps > maxStateItems {
-		return nil, fmt.Errorf("the builders hold more than %d steps in all; look for a loop that does not end", maxStateItems)
+	if ev.steps += len(d.steps); ev.steps > maxTotalSteps {
+		return nil, fmt.Errorf("the builders hold more than %d steps in all; "+
+			"look for a loop that does not end", maxTotalSteps)
 	}
 	d.b.Env, d.b.SecretEnv, d.secrets = c.env("env", env)
 	d.b.Properties = c.properties("properties", props)
@@ -220,7 +228,8 @@ func (c *call) steps(v starlark.Value) []*stepValue {
 }
 
 // lock implements lock(name, max_holders=1).
-func (ev *evaluator) lock(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) lock(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name, holders starlark.Value
 	c, ok, err := ev.begin(th, fn, kindLock, args, kwargs, "name", &name, "max_holders?", &holders)
 	if err != nil || !ok {
@@ -234,7 +243,8 @@ func (ev *evaluator) lock(th *starlark.Thread, fn *starlark.Builtin, args starla
 
 // secret implements secret(name): a reference resolved by the secret
 // provider, never evaluated by the configuration itself.
-func (ev *evaluator) secret(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) secret(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name starlark.Value
 	c, ok, err := ev.begin(th, fn, kindSecret, args, kwargs, "name", &name)
 	if err != nil {

@@ -135,7 +135,8 @@ func diffKind[T any](old, new []T, name func(T) string, previous func(T) []strin
 // renamedFrom finds the old name whose history a new object takes over:
 // the first of its previous names that the old state has, the new state
 // does not, and no other object took first.
-func renamedFrom[T any](n T, previous func(T) []string, oldBy map[string]T, newBy, taken map[string]bool) (string, bool) {
+func renamedFrom[T any](n T, previous func(T) []string, oldBy map[string]T,
+	newBy, taken map[string]bool) (string, bool) {
 	if previous == nil {
 		return "", false
 	}

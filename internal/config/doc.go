@@ -57,8 +57,8 @@
 // its operators +, * and % and the methods join, format, replace, split,
 // rsplit, splitlines and extend are rewritten into calls of guarded
 // built-ins that check the size of the result first (see rewrite.go). As a
-// last resort, an evaluation during which the process allocates more than
-// Options.MaxAllocBytes is stopped. The state a configuration declares is
+// last resort, an evaluation during which the heap of the process grows by
+// more than Options.MaxHeapBytes is stopped. The state a configuration declares is
 // bounded as well: objects, steps per builder, steps in all, workers
 // selected by tags.
 //

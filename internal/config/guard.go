@@ -24,7 +24,8 @@ const (
 	// Limits on the desired state, whose assembly and checks, in Go,
 	// Starlark's step limit does not bound.
 	maxBuilderSteps = 10_000      // steps of one builder
-	maxStateItems   = maxElements // steps, selected workers or trigger links in all
+	maxTotalSteps   = 100_000     // steps of all builders
+	maxStateItems   = maxElements // workers selected by tags, or trigger links, in all
 	maxErrors       = 1000        // problems reported; the rest are counted
 )
 
@@ -33,7 +34,7 @@ var errTooDeep = fmt.Errorf("the value is nested more than %d levels deep", maxD
 
 // supervise runs the evaluation and stops it when ctx ends, when it runs
 // longer than Options.Timeout, or when the process allocates more than
-// Options.MaxAllocBytes meanwhile.
+// Options.MaxHeapBytes meanwhile.
 //
 // The evaluation runs on its own goroutine because Starlark can interrupt
 // interpreted code but not a built-in function in the middle of a long
@@ -49,7 +50,7 @@ func (ev *evaluator) supervise(ctx context.Context) (*State, error) {
 		err error
 	}
 	done := make(chan result, 1)
-	start := allocatedBytes()
+	start := heapBytes()
 	go func() {
 		st, err := ev.evaluate()
 		done <- result{st, err}
@@ -65,6 +66,7 @@ func (ev *evaluator) supervise(ctx context.Context) (*State, error) {
 		case r := <-done:
 			return r.st, r.err
 		case <-time.After(500 * time.Millisecond):
+			ev.abandoned.Store(true)
 			return nil, Errors{{Pos: Pos{File: EntryFile}, Msg: "evaluation stopped: " + reason}}
 		}
 	}
@@ -73,23 +75,25 @@ func (ev *evaluator) supervise(ctx context.Context) (*State, error) {
 		case r := <-done:
 			return r.st, r.err
 		case <-ctx.Done():
+			ev.abandoned.Store(true)
 			ev.thread.Cancel("the evaluation was cancelled")
 			return nil, fmt.Errorf("evaluate configuration: %w", ctx.Err())
 		case <-timeout.C:
 			return stop(fmt.Sprintf("the evaluation took longer than %v", ev.opts.Timeout))
 		case <-tick.C:
-			if used := allocatedBytes() - start; used > ev.opts.MaxAllocBytes {
-				return stop(fmt.Sprintf("the evaluation allocated more than %s of memory; "+
-					"look for a value that grows without bound", size(int64(ev.opts.MaxAllocBytes))))
+			if now := heapBytes(); now > start && now-start > ev.opts.MaxHeapBytes {
+				return stop(fmt.Sprintf("the evaluation holds more than %s of memory; "+
+					"look for a value that grows without bound", size(int64(ev.opts.MaxHeapBytes))))
 			}
 		}
 	}
 }
 
-// allocatedBytes is the total the process has allocated on the heap since
-// it started.
-func allocatedBytes() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+// heapBytes is the size of the heap objects of the process, live or not
+// yet collected. Unlike the total allocated, it does not grow with memory
+// that other goroutines allocate and drop while an evaluation runs.
+func heapBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
 		return 0
@@ -153,7 +157,8 @@ func binaryArgs(args starlark.Tuple) (x, y starlark.Value) {
 	return args[0], args[1]
 }
 
-func guardedAdd(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+func guardedAdd(_ *starlark.Thread, _ *starlark.Builtin,
+	args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	x, y := binaryArgs(args)
 	switch x := x.(type) {
 	case starlark.String:
@@ -168,7 +173,8 @@ func guardedAdd(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ 
 	return starlark.Binary(syntax.PLUS, x, y)
 }
 
-func guardedMul(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+func guardedMul(_ *starlark.Thread, _ *starlark.Builtin,
+	args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	x, y := binaryArgs(args)
 	seq, count := x, y
 	if _, ok := x.(starlark.Int); ok {
@@ -195,7 +201,8 @@ func guardedMul(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ 
 	return starlark.Binary(syntax.STAR, x, y)
 }
 
-func guardedMod(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+func guardedMod(_ *starlark.Thread, _ *starlark.Builtin,
+	args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	x, y := binaryArgs(args)
 	if format, ok := x.(starlark.String); ok {
 		if err := checkFormat("this % formatting", string(format), '%', []starlark.Value{y}); err != nil {
@@ -235,13 +242,15 @@ func checkFormat(what, format string, intro byte, args []starlark.Value) error {
 }
 
 // guardedAttr implements x.name for the rewritten code.
-func guardedAttr(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+func guardedAttr(_ *starlark.Thread, _ *starlark.Builtin,
+	args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	return guardAttr(args[0], string(args[1].(starlark.String)))
 }
 
 // guardedGetattr replaces the universal getattr, which would otherwise
 // hand out the methods the rewrite guards.
-func guardedGetattr(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func guardedGetattr(_ *starlark.Thread, _ *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var x, dflt starlark.Value
 	var name string
 	if err := starlark.UnpackPositionalArgs("getattr", args, kwargs, 2, &x, &name, &dflt); err != nil {
@@ -413,7 +422,7 @@ func sizedText(name string) *starlark.Builtin {
 // textSize estimates the length of the text of v, stopping early once it
 // exceeds maxValueBytes. It fails for values nested too deeply.
 func textSize(v starlark.Value) (int, error) {
-	s := sizer{onPath: map[starlark.Value]bool{}}
+	var s sizer
 	if err := s.walk(v, 0); err != nil {
 		return 0, err
 	}
@@ -450,6 +459,9 @@ func (s *sizer) walk(v starlark.Value, depth int) error {
 		if s.onPath[v] {
 			s.size += 5
 			return nil
+		}
+		if s.onPath == nil {
+			s.onPath = map[starlark.Value]bool{}
 		}
 		s.onPath[v] = true
 		defer delete(s.onPath, v)

@@ -119,8 +119,8 @@ builder("b", ["w"], [step.shell("x")], description = "x" * (1 << 20))
 				}
 			}
 			start := time.Now()
-			st, err := Load(context.Background(), dir, Options{})
-			if elapsed := time.Since(start); elapsed > 5*time.Second {
+			st, err := Load(context.Background(), dir, Options{Timeout: time.Minute})
+			if elapsed := time.Since(start); elapsed > 10*time.Second {
 				t.Errorf("refused after %v, want within seconds", elapsed)
 			}
 			var errs Errors
@@ -152,7 +152,7 @@ n = hoard()
 		t.Errorf("stopped after %v, want within seconds", time.Since(start))
 	}
 	// Where the loop is stopped varies, but it is on line 4.
-	want := ": evaluation stopped: the evaluation allocated more than 512.0 MiB of memory; " +
+	want := ": evaluation stopped: the evaluation holds more than 512.0 MiB of memory; " +
 		"look for a value that grows without bound"
 	if err == nil || !strings.HasPrefix(err.Error(), "regent.star:4:") || !strings.HasSuffix(err.Error(), want) {
 		t.Fatalf("got %v, want regent.star:4:COL%s", err, want)
@@ -208,7 +208,7 @@ func TestHostileStates(t *testing.T) {
 s = [step.shell("make")] * 10000
 for i in range(200):
     builder("b%d" % i, ["w"], s)
-`, "regent.star:4:5: the builders hold more than 1048576 steps in all; look for a loop that does not end"},
+`, "regent.star:4:5: the builders hold more than 100000 steps in all; look for a loop that does not end"},
 		{"tags selecting too many workers", `for i in range(3000):
     worker("w%d" % i, "pw", tags = ["t"])
 for i in range(1000):
@@ -223,9 +223,12 @@ f()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			// The timeout is raised so that a slow machine shows the
+			// limit under test rather than the timeout.
 			start := time.Now()
-			_, err := Load(context.Background(), writeFiles(t, map[string]string{"regent.star": tt.src}), Options{})
-			if elapsed := time.Since(start); elapsed > 10*time.Second {
+			dir := writeFiles(t, map[string]string{"regent.star": tt.src})
+			_, err := Load(context.Background(), dir, Options{Timeout: time.Minute})
+			if elapsed := time.Since(start); elapsed > 30*time.Second {
 				t.Errorf("refused after %v, want within seconds", elapsed)
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {

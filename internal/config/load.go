@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.starlark.net/resolve"
@@ -21,12 +22,9 @@ const EntryFile = "regent.star"
 
 // Defaults for [Options].
 const (
-	DefaultMaxSteps      = 10_000_000
-	DefaultTimeout       = 10 * time.Second
-	DefaultMaxAllocBytes = 512 << 20
-	// DefaultMaxValueBytes bounds the size of any one global of a module
-	// and of any string passed to a constructor's field.
-	DefaultMaxValueBytes = 16 << 20
+	DefaultMaxSteps     = 10_000_000
+	DefaultTimeout      = 10 * time.Second
+	DefaultMaxHeapBytes = 512 << 20
 )
 
 // Options tunes how a configuration is evaluated. The zero value is usable.
@@ -40,11 +38,11 @@ type Options struct {
 	// Timeout bounds the wall-clock time of one evaluation. Zero means
 	// DefaultTimeout.
 	Timeout time.Duration
-	// MaxAllocBytes stops an evaluation during which the process
-	// allocated more than this many bytes. It is measured on the whole
-	// process, so it is a coarse guard against memory bombs, not an
-	// accounting. Zero means DefaultMaxAllocBytes.
-	MaxAllocBytes uint64
+	// MaxHeapBytes stops an evaluation during which the heap of the
+	// process grows by more than this many bytes. It is measured on the
+	// whole process, so it is a coarse guard against configurations that
+	// hoard memory, not an accounting. Zero means DefaultMaxHeapBytes.
+	MaxHeapBytes uint64
 	// Print receives the output of the configuration's print() calls,
 	// with their position. Nil discards it.
 	Print func(pos Pos, msg string)
@@ -58,8 +56,8 @@ func (o Options) withDefaults() Options {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
-	if o.MaxAllocBytes == 0 {
-		o.MaxAllocBytes = DefaultMaxAllocBytes
+	if o.MaxHeapBytes == 0 {
+		o.MaxHeapBytes = DefaultMaxHeapBytes
 	}
 	return o
 }
@@ -103,9 +101,13 @@ type evaluator struct {
 
 	decl    declarations
 	objects int // constructor calls so far, bounded by maxObjects
-	steps   int // steps of all builders, bounded by maxStateItems
+	steps   int // steps of all builders, bounded by maxTotalSteps
 	errs    Errors
 	dropped int // problems found beyond maxErrors
+
+	// abandoned is set when Load has returned without waiting for the
+	// evaluation to end: from then on it calls back nothing of Options.
+	abandoned atomic.Bool
 }
 
 // module is the outcome of executing one file.
@@ -158,7 +160,7 @@ func (ev *evaluator) evaluate() (*State, error) {
 	if err != nil && !errors.Is(err, errReported) {
 		ev.errs = append(ev.errs, ev.convertError(err)...)
 	}
-	if err == nil {
+	if err == nil && !ev.abandoned.Load() {
 		ev.validate()
 		ev.resolveSecrets()
 	}
@@ -259,7 +261,7 @@ func modulePath(name string) (string, error) {
 
 // print forwards print() output to Options.Print.
 func (ev *evaluator) print(th *starlark.Thread, msg string) {
-	if ev.opts.Print != nil {
+	if ev.opts.Print != nil && !ev.abandoned.Load() {
 		ev.opts.Print(ev.callerPos(th), msg)
 	}
 }

@@ -75,7 +75,8 @@ func checkPathPattern(p string) error {
 
 // schedBranch implements scheduler.branch(name, repo, branch, builders,
 // tree_stable_timer=None, paths=[], authors=[], masters=[]).
-func (ev *evaluator) schedBranch(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) schedBranch(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
 	c, s, err := ev.schedStart(th, fn, SchedulerBranch, &a, args, kwargs, "name", &a.name,
 		"repo", &a.repo, "branch", &a.branch, "builders", &a.builders, "tree_stable_timer?", &a.stable,
@@ -93,7 +94,8 @@ func (ev *evaluator) schedBranch(th *starlark.Thread, fn *starlark.Builtin, args
 // schedAnyBranch implements scheduler.any_branch(name, repo, builders,
 // branch_pattern=None, tree_stable_timer=None, paths=[], authors=[],
 // masters=[]).
-func (ev *evaluator) schedAnyBranch(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) schedAnyBranch(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
 	c, s, err := ev.schedStart(th, fn, SchedulerAnyBranch, &a, args, kwargs, "name", &a.name,
 		"repo", &a.repo, "builders", &a.builders, "branch_pattern?", &a.pattern,
@@ -109,7 +111,8 @@ func (ev *evaluator) schedAnyBranch(th *starlark.Thread, fn *starlark.Builtin, a
 }
 
 // schedForce implements scheduler.force(name, builders, parameters=[]).
-func (ev *evaluator) schedForce(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) schedForce(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
 	c, s, err := ev.schedStart(th, fn, SchedulerForce, &a, args, kwargs, "name", &a.name,
 		"builders", &a.builders, "parameters?", &a.params)
@@ -136,7 +139,8 @@ func (ev *evaluator) schedForce(th *starlark.Thread, fn *starlark.Builtin, args 
 
 // schedCron implements scheduler.cron(name, builders, cron, timezone="UTC",
 // masters=[]).
-func (ev *evaluator) schedCron(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) schedCron(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
 	c, s, err := ev.schedStart(th, fn, SchedulerCron, &a, args, kwargs, "name", &a.name,
 		"builders", &a.builders, "cron", &a.cron, "timezone?", &a.timezone, "masters?", &a.masters)
@@ -179,7 +183,8 @@ func checkTimezone(tz string) error {
 
 // schedPeriodic implements scheduler.periodic(name, builders, interval,
 // masters=[]).
-func (ev *evaluator) schedPeriodic(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) schedPeriodic(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
 	c, s, err := ev.schedStart(th, fn, SchedulerPeriodic, &a, args, kwargs, "name", &a.name,
 		"builders", &a.builders, "interval", &a.interval, "masters?", &a.masters)
@@ -190,7 +195,8 @@ func (ev *evaluator) schedPeriodic(th *starlark.Thread, fn *starlark.Builtin, ar
 }
 
 // schedTriggerable implements scheduler.triggerable(name, builders).
-func (ev *evaluator) schedTriggerable(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) schedTriggerable(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
 	c, _, err := ev.schedStart(th, fn, SchedulerTriggerable, &a, args, kwargs, "name", &a.name,
 		"builders", &a.builders)
@@ -198,7 +204,8 @@ func (ev *evaluator) schedTriggerable(th *starlark.Thread, fn *starlark.Builtin,
 }
 
 // schedDependent implements scheduler.dependent(name, upstream, builders).
-func (ev *evaluator) schedDependent(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) schedDependent(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
 	c, s, err := ev.schedStart(th, fn, SchedulerDependent, &a, args, kwargs, "name", &a.name,
 		"upstream", &a.upstream, "builders", &a.builders)
@@ -215,8 +222,9 @@ func (ev *evaluator) schedDependent(th *starlark.Thread, fn *starlark.Builtin, a
 // param.string(name, default="", label="", required=False),
 // param.int(name, default=0, ...), param.bool(name, default=False, ...)
 // and param.choice(name, choices, default=choices[0], ...).
-func (ev *evaluator) paramOf(kind string) func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
-	return func(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) paramOf(kind string) builtinFn {
+	return func(th *starlark.Thread, fn *starlark.Builtin,
+		args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var name, choices, def, label, required starlark.Value
 		pairs := []any{"name", &name}
 		if kind == ParamChoice {

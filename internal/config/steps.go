@@ -18,7 +18,8 @@ const defaultStepTimeout = "20m"
 
 // stepGit implements step.git(repo, name=None, workdir="", timeout="20m",
 // halt_on_failure=True).
-func (ev *evaluator) stepGit(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) stepGit(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var repo, name, workdir, timeout, halt starlark.Value
 	c, ok, err := ev.begin(th, fn, kindStep, args, kwargs, "repo", &repo, "name?", &name,
 		"workdir?", &workdir, "timeout?", &timeout, "halt_on_failure?", &halt)
@@ -38,7 +39,8 @@ func (ev *evaluator) stepGit(th *starlark.Thread, fn *starlark.Builtin, args sta
 // stepShell implements step.shell(command, name=None, timeout="20m",
 // no_output_timeout=None, env={}, workdir="", halt_on_failure=True,
 // locks=[]).
-func (ev *evaluator) stepShell(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) stepShell(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var command, name, timeout, silence, env, workdir, halt, locks starlark.Value
 	c, ok, err := ev.begin(th, fn, kindStep, args, kwargs, "command", &command, "name?", &name,
 		"timeout?", &timeout, "no_output_timeout?", &silence, "env?", &env, "workdir?", &workdir,
@@ -66,7 +68,8 @@ func (ev *evaluator) stepShell(th *starlark.Thread, fn *starlark.Builtin, args s
 
 // stepTrigger implements step.trigger(schedulers, wait=False, name=None,
 // halt_on_failure=True).
-func (ev *evaluator) stepTrigger(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (ev *evaluator) stepTrigger(th *starlark.Thread, fn *starlark.Builtin,
+	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var scheds, wait, name, halt starlark.Value
 	c, ok, err := ev.begin(th, fn, kindStep, args, kwargs, "schedulers", &scheds, "wait?", &wait,
 		"name?", &name, "halt_on_failure?", &halt)

@@ -174,7 +174,8 @@ func (ev *evaluator) checkScheduler(cat *catalog, s *Scheduler) {
 		return
 	}
 	repo := cat.repos[s.Repo]
-	if s.Kind == SchedulerBranch && s.Branch != "" && len(repo.Branches) > 0 && !slices.Contains(repo.Branches, s.Branch) {
+	watched := len(repo.Branches) == 0 || slices.Contains(repo.Branches, s.Branch)
+	if s.Kind == SchedulerBranch && s.Branch != "" && !watched {
 		ev.errorf(s.Pos, kindScheduler, s.Name, "branch: git_repo %q does not watch branch %q "+
 			"(it watches %s); add the branch to its branches", s.Repo, s.Branch, strings.Join(repo.Branches, ", "))
 	}

@@ -104,12 +104,13 @@ func (p *paramValue) Freeze()               {}
 func (p *paramValue) Truth() starlark.Bool  { return true }
 func (p *paramValue) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable type: %s", kindParam) }
 
+// builtinFn is the Go implementation of a Starlark built-in function.
+type builtinFn = func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error)
+
 // builtins returns the predeclared names of a configuration.
 func (ev *evaluator) builtins() starlark.StringDict {
 	d := guardBuiltins()
-	add := func(name string, fn func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error)) *starlark.Builtin {
-		return starlark.NewBuiltin(name, fn)
-	}
+	add := starlark.NewBuiltin
 	d["git_repo"] = add("git_repo", ev.gitRepo)
 	d["worker"] = add("worker", ev.worker)
 	d["builder"] = add("builder", ev.builder)
