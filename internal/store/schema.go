@@ -285,4 +285,31 @@ CREATE INDEX buildsets_parent ON buildsets (parent_build);
 
 ALTER TABLE build_requests ADD COLUMN merged_into BIGINT;
 `,
+	// 4: cluster-wide locks: their holders, the requests waiting for them
+	// (first come, first served), and one row per lock that PostgreSQL
+	// transactions lock to decide about it one at a time.
+	`
+CREATE TABLE locks (
+	name TEXT PRIMARY KEY
+);
+
+CREATE TABLE lock_holders (
+	lock_name TEXT NOT NULL,
+	build_id BIGINT NOT NULL REFERENCES builds (id),
+	step INTEGER NOT NULL,
+	acquired_at BIGINT NOT NULL,
+	PRIMARY KEY (lock_name, build_id, step)
+);
+CREATE INDEX lock_holders_build ON lock_holders (build_id, step);
+
+CREATE TABLE lock_waiters (
+	lock_name TEXT NOT NULL,
+	request_id BIGINT NOT NULL,
+	step INTEGER NOT NULL,
+	since BIGINT NOT NULL,
+	last_wanted BIGINT NOT NULL,
+	PRIMARY KEY (lock_name, request_id, step)
+);
+CREATE INDEX lock_waiters_request ON lock_waiters (request_id, step);
+`,
 }
