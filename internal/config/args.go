@@ -49,7 +49,7 @@ func (ev *evaluator) begin(th *starlark.Thread, fn *starlark.Builtin, kind strin
 	if ev.objects > maxObjects {
 		return nil, false, fmt.Errorf("more than %d objects declared; look for a loop that does not end", maxObjects)
 	}
-	c = &call{ev: ev, pos: ev.callerPos(th), kind: kind, name: guessName(args, kwargs)}
+	c = &call{ev: ev, pos: ev.callerPos(th), kind: kind, name: guessName(kind, args, kwargs)}
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, pairs...); err != nil {
 		c.errorf("%s", strings.TrimPrefix(err.Error(), fn.Name()+": "))
 		return c, false, nil
@@ -58,14 +58,15 @@ func (ev *evaluator) begin(th *starlark.Thread, fn *starlark.Builtin, kind strin
 }
 
 // guessName finds the name argument of a call before its arguments are
-// checked, so that every error can name the object.
-func guessName(args starlark.Tuple, kwargs []starlark.Tuple) string {
+// checked, so that every error can name the object. A step's first
+// argument is not its name.
+func guessName(kind string, args starlark.Tuple, kwargs []starlark.Tuple) string {
 	for _, kv := range kwargs {
 		if s, ok := kv[1].(starlark.String); ok && kv[0] == starlark.String("name") && len(s) <= 100 {
 			return string(s)
 		}
 	}
-	if len(args) > 0 {
+	if len(args) > 0 && kind != kindStep {
 		if s, ok := args[0].(starlark.String); ok && len(s) <= 100 {
 			return string(s)
 		}

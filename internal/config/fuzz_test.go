@@ -38,7 +38,7 @@ func FuzzLoad(f *testing.F) {
 		}
 		if err != nil {
 			var errs Errors
-			if !errors.As(err, &errs) || len(errs) == 0 {
+			if errors.Is(err, errInternal) || !errors.As(err, &errs) || len(errs) == 0 {
 				t.Fatalf("got %v, want Errors", err)
 			}
 			for _, e := range errs {

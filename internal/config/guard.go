@@ -2,8 +2,10 @@ package config
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"runtime/metrics"
 	"strings"
 	"time"
@@ -29,12 +31,16 @@ const (
 	maxErrors       = 1000        // problems reported; the rest are counted
 )
 
+// errInternal marks an evaluation that failed on a bug, not on the
+// configuration.
+var errInternal = errors.New("internal error")
+
 // errTooDeep reports a value nested too deeply to be formatted quickly.
 var errTooDeep = fmt.Errorf("the value is nested more than %d levels deep", maxDepth)
 
 // supervise runs the evaluation and stops it when ctx ends, when it runs
-// longer than Options.Timeout, or when the process allocates more than
-// Options.MaxHeapBytes meanwhile.
+// longer than Options.Timeout, or when the heap of the process grows by
+// more than Options.MaxHeapBytes meanwhile.
 //
 // The evaluation runs on its own goroutine because Starlark can interrupt
 // interpreted code but not a built-in function in the middle of a long
@@ -52,6 +58,13 @@ func (ev *evaluator) supervise(ctx context.Context) (*State, error) {
 	done := make(chan result, 1)
 	start := heapBytes()
 	go func() {
+		// A panic is a bug of this package or of the interpreter; it
+		// refuses the configuration instead of taking the master down.
+		defer func() {
+			if r := recover(); r != nil {
+				done <- result{err: fmt.Errorf("evaluate configuration: %w: %v\n%s", errInternal, r, debug.Stack())}
+			}
+		}()
 		st, err := ev.evaluate()
 		done <- result{st, err}
 	}()

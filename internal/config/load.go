@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -188,9 +189,9 @@ func (ev *evaluator) exec(p string) (starlark.StringDict, error) {
 }
 
 func (ev *evaluator) execUncached(p string) (starlark.StringDict, error) {
-	src, err := fs.ReadFile(ev.fsys, p)
+	src, err := readFile(ev.fsys, p)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
+		return nil, err
 	}
 	f, err := fileOptions.Parse(p, src, 0)
 	if err != nil {
@@ -218,6 +219,27 @@ func (ev *evaluator) execUncached(p string) (starlark.StringDict, error) {
 	}
 	globals.Freeze()
 	return globals, nil
+}
+
+// maxFileBytes bounds the size of one configuration file.
+const maxFileBytes = 8 << 20
+
+// readFile reads a configuration file, refusing one too large to be a
+// configuration before reading it all.
+func readFile(fsys fs.FS, p string) ([]byte, error) {
+	f, err := fsys.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if len(src) > maxFileBytes {
+		return nil, fmt.Errorf("%s is larger than %s, too large for a configuration file", p, size(maxFileBytes))
+	}
+	return src, nil
 }
 
 // load implements load() statements: paths are relative to the

@@ -260,6 +260,36 @@ func (s *State) Builder(name string) (Builder, bool) {
 	return Builder{}, false
 }
 
+// Worker returns the worker with the given name, if any.
+func (s *State) Worker(name string) (Worker, bool) {
+	for _, w := range s.Workers {
+		if w.Name == name {
+			return w, true
+		}
+	}
+	return Worker{}, false
+}
+
+// Scheduler returns the scheduler with the given name, if any.
+func (s *State) Scheduler(name string) (Scheduler, bool) {
+	for _, sc := range s.Schedulers {
+		if sc.Name == name {
+			return sc, true
+		}
+	}
+	return Scheduler{}, false
+}
+
+// Lock returns the lock with the given name, if any.
+func (s *State) Lock(name string) (Lock, bool) {
+	for _, l := range s.Locks {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return Lock{}, false
+}
+
 // Repo returns the repository with the given name, if any.
 func (s *State) Repo(name string) (Repo, bool) {
 	for _, r := range s.Repos {
