@@ -20,7 +20,8 @@ import (
 const polledMarker = ""
 
 // changeColumns lists the columns scanChange reads, in order.
-const changeColumns = `id, repository, branch, revision, author, comments, files, when_at, created_at`
+const changeColumns = `id, repository, branch, revision, author, comments, files, when_at, created_at,
+	category, properties`
 
 // RepoHeads returns the branch heads recorded by the last poll of the
 // repository named repo, as a map from full ref name (refs/heads/main) to
@@ -171,12 +172,17 @@ func insertChange(ctx context.Context, tx *sql.Tx, c Change, now time.Time) (Cha
 	if err != nil {
 		return Change{}, false, fmt.Errorf("encode files of change %s: %w", c.Revision, err)
 	}
+	props, err := json.Marshal(nonNilMap(c.Properties))
+	if err != nil {
+		return Change{}, false, fmt.Errorf("encode properties of change %s: %w", c.Revision, err)
+	}
 	var id int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO changes (repository, branch, revision, author,
-		comments, files, when_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		comments, files, when_at, created_at, category, properties)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (repository, branch, revision) DO NOTHING RETURNING id`,
 		c.Repository, c.Branch, c.Revision, c.Author, c.Comments, string(files),
-		micros(c.When), micros(now)).Scan(&id)
+		micros(c.When), micros(now), c.Category, string(props)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		row := tx.QueryRowContext(ctx, `SELECT `+changeColumns+` FROM changes
 			WHERE repository = $1 AND branch = $2 AND revision = $3`,
@@ -192,6 +198,9 @@ func insertChange(ctx context.Context, tx *sql.Tx, c Change, now time.Time) (Cha
 	}
 	c.ID = id
 	c.Files = nonNil(c.Files)
+	if len(c.Properties) == 0 {
+		c.Properties = nil
+	}
 	c.When = fromMicros(micros(c.When))
 	c.CreatedAt = fromMicros(micros(now))
 	return c, true, nil
@@ -261,15 +270,21 @@ func (s *Store) Change(ctx context.Context, id int64) (Change, error) {
 // scanChange reads one row selected with changeColumns.
 func scanChange(row interface{ Scan(...any) error }) (Change, error) {
 	var c Change
-	var files string
+	var files, props string
 	var when, created int64
 	err := row.Scan(&c.ID, &c.Repository, &c.Branch, &c.Revision, &c.Author, &c.Comments,
-		&files, &when, &created)
+		&files, &when, &created, &c.Category, &props)
 	if err != nil {
 		return Change{}, err
 	}
 	if err := json.Unmarshal([]byte(files), &c.Files); err != nil {
 		return Change{}, fmt.Errorf("decode files of change %d: %w", c.ID, err)
+	}
+	if err := json.Unmarshal([]byte(props), &c.Properties); err != nil {
+		return Change{}, fmt.Errorf("decode properties of change %d: %w", c.ID, err)
+	}
+	if len(c.Properties) == 0 {
+		c.Properties = nil
 	}
 	c.Files = nonNil(c.Files)
 	c.When = fromMicros(when)

@@ -67,7 +67,19 @@ type Change struct {
 	Files      []string  `json:"files"`
 	When       time.Time `json:"when"`
 	CreatedAt  time.Time `json:"created_at"`
+	// Category says what the change is: "" for a commit on a branch,
+	// "tag" for a tag, "pull_request" for a pull or merge request's head.
+	Category string `json:"category"`
+	// Properties are what the source knew beside the commit, such as a
+	// pull request's number and base branch; builds get them.
+	Properties map[string]string `json:"properties,omitempty"`
 }
+
+// Change categories.
+const (
+	CategoryTag         = "tag"
+	CategoryPullRequest = "pull_request"
+)
 
 // Buildset is a group of build requests created together.
 type Buildset struct {
