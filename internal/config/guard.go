@@ -173,10 +173,10 @@ func binaryArgs(args starlark.Tuple) (x, y starlark.Value) {
 func guardedAdd(_ *starlark.Thread, _ *starlark.Builtin,
 	args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	x, y := binaryArgs(args)
-	switch x := x.(type) {
-	case starlark.String:
-		if y, ok := y.(starlark.String); ok && len(x)+len(y) > maxValueBytes {
-			return nil, tooLarge("this concatenation", int64(len(x)+len(y)))
+	switch x.(type) {
+	case starlark.String, starlark.Bytes:
+		if n := starlark.Len(x) + max(starlark.Len(y), 0); n > maxValueBytes {
+			return nil, tooLarge("this concatenation", int64(n))
 		}
 	case *starlark.List, starlark.Tuple:
 		if n := starlark.Len(x) + starlark.Len(y); n > maxElements {
