@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/regent-ci/regent/internal/config"
 )
 
 // BuildsetInput describes a buildset to create.
@@ -18,65 +20,126 @@ type BuildsetInput struct {
 	ChangeID   *int64
 	Properties map[string]string
 	Builders   []string
+	// ParentBuild and ParentStep, when set, name the trigger step that
+	// asked for the buildset; it is unique per scheduler and step.
+	ParentBuild *int64
+	ParentStep  int
+	// UpstreamBuildset, when set, is the buildset whose success started
+	// this one through a dependent scheduler; unique per scheduler.
+	UpstreamBuildset *int64
 }
 
 // CreateBuildset stores a buildset with one pending build request per
-// builder. Builders must be active. When the input names a change that
-// the scheduler already made a buildset for, nothing is written and the
-// existing buildset is returned with created false.
+// builder. Builders must be active. When the input names a change, a
+// trigger step or an upstream buildset that the scheduler already made a
+// buildset for, nothing is written and the existing buildset is returned
+// with created false. Pending requests that a new request covers are
+// merged into it when their builder collapses requests (see
+// [Store.collapse]).
 func (s *Store) CreateBuildset(ctx context.Context, in BuildsetInput) (Buildset, bool, error) {
-	props, err := json.Marshal(nonNilMap(in.Properties))
-	if err != nil {
-		return Buildset{}, false, err
-	}
-	var bs Buildset
-	created := false
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		gen, err := activeGeneration(ctx, tx)
-		if err != nil {
-			return fmt.Errorf("no active configuration: %w", err)
-		}
-		ids := make([]int64, len(in.Builders))
-		for i, name := range in.Builders {
-			err := tx.QueryRowContext(ctx, `SELECT id FROM builders WHERE name = $1
-				AND retired_generation IS NULL`, name).Scan(&ids[i])
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("builder %q: %w", name, ErrNotFound)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		now := micros(time.Now())
-		var id int64
-		err = tx.QueryRowContext(ctx, `INSERT INTO buildsets (reason, scheduler, change_id,
-			properties, generation, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (scheduler, change_id) DO NOTHING RETURNING id`,
-			in.Reason, in.Scheduler, in.ChangeID, string(props), gen.Number, now).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			err = tx.QueryRowContext(ctx, `SELECT id FROM buildsets WHERE scheduler = $1
-				AND change_id = $2`, in.Scheduler, in.ChangeID).Scan(&id)
-			bs.ID = id
-			return err
-		}
-		if err != nil {
-			return fmt.Errorf("insert buildset: %w", err)
-		}
-		for _, bid := range ids {
-			_, err := tx.ExecContext(ctx, `INSERT INTO build_requests (buildset_id, builder_id,
-				state, submitted_at) VALUES ($1, $2, $3, $4)`, id, bid, RequestPending, now)
-			if err != nil {
-				return fmt.Errorf("insert build request: %w", err)
-			}
-		}
-		bs.ID, created = id, true
-		return nil
+	var id int64
+	var created bool
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		id, created, err = s.createBuildset(ctx, tx, in, time.Now())
+		return err
 	})
 	if err != nil {
 		return Buildset{}, false, fmt.Errorf("create buildset: %w", err)
 	}
-	bs, err = s.Buildset(ctx, bs.ID)
+	bs, err := s.Buildset(ctx, id)
 	return bs, created, err
+}
+
+// createBuildset does the work of CreateBuildset inside tx and returns the
+// buildset's id.
+func (s *Store) createBuildset(ctx context.Context, tx *sql.Tx, in BuildsetInput, at time.Time) (int64, bool, error) {
+	props, err := json.Marshal(nonNilMap(in.Properties))
+	if err != nil {
+		return 0, false, err
+	}
+	gen, err := activeGeneration(ctx, tx)
+	if err != nil {
+		return 0, false, fmt.Errorf("no active configuration: %w", err)
+	}
+	builders := make([]activeBuilder, len(in.Builders))
+	for i, name := range in.Builders {
+		var spec string
+		err := tx.QueryRowContext(ctx, `SELECT id, spec FROM builders WHERE name = $1
+			AND retired_generation IS NULL`, name).Scan(&builders[i].id, &spec)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, false, fmt.Errorf("builder %q: %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return 0, false, err
+		}
+		if err := json.Unmarshal([]byte(spec), &builders[i].spec); err != nil {
+			return 0, false, fmt.Errorf("decode builder %q: %w", name, err)
+		}
+	}
+	now := micros(at)
+	var parentStep *int
+	if in.ParentBuild != nil {
+		parentStep = &in.ParentStep
+	}
+	var id int64
+	err = tx.QueryRowContext(ctx, `INSERT INTO buildsets (reason, scheduler, change_id,
+		properties, generation, created_at, parent_build, parent_step, upstream_buildset)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING id`,
+		in.Reason, in.Scheduler, in.ChangeID, string(props), gen.Number, now,
+		in.ParentBuild, parentStep, in.UpstreamBuildset).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		id, err = existingBuildset(ctx, tx, in)
+		return id, false, err
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("insert buildset: %w", err)
+	}
+	for _, b := range builders {
+		var req int64
+		err := tx.QueryRowContext(ctx, `INSERT INTO build_requests (buildset_id, builder_id,
+			state, submitted_at) VALUES ($1, $2, $3, $4) RETURNING id`,
+			id, b.id, RequestPending, now).Scan(&req)
+		if err != nil {
+			return 0, false, fmt.Errorf("insert build request: %w", err)
+		}
+		if b.spec.CollapseRequests && in.ParentBuild == nil {
+			if err := collapse(ctx, tx, b.id, req, in.Properties, now); err != nil {
+				return 0, false, err
+			}
+		}
+	}
+	return id, true, nil
+}
+
+// activeBuilder is a builder a buildset is created for.
+type activeBuilder struct {
+	id   int64
+	spec config.Builder
+}
+
+// existingBuildset finds the buildset that makes in a duplicate.
+func existingBuildset(ctx context.Context, tx *sql.Tx, in BuildsetInput) (int64, error) {
+	var id int64
+	var err error
+	switch {
+	case in.ChangeID != nil:
+		err = tx.QueryRowContext(ctx, `SELECT id FROM buildsets WHERE scheduler = $1
+			AND change_id = $2`, in.Scheduler, *in.ChangeID).Scan(&id)
+	case in.ParentBuild != nil:
+		err = tx.QueryRowContext(ctx, `SELECT id FROM buildsets WHERE scheduler = $1
+			AND parent_build = $2 AND parent_step = $3`, in.Scheduler, *in.ParentBuild,
+			in.ParentStep).Scan(&id)
+	case in.UpstreamBuildset != nil:
+		err = tx.QueryRowContext(ctx, `SELECT id FROM buildsets WHERE scheduler = $1
+			AND upstream_buildset = $2`, in.Scheduler, *in.UpstreamBuildset).Scan(&id)
+	default:
+		return 0, errors.New("insert buildset: refused without a reason")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("find existing buildset: %w", err)
+	}
+	return id, nil
 }
 
 // Buildset returns a buildset with its build requests.
@@ -159,8 +222,9 @@ type RequestFilter struct {
 func (s *Store) Requests(ctx context.Context, f RequestFilter) ([]BuildRequest, error) {
 	before, limit := ListOptions{Before: f.Before, Limit: f.Limit}.bounds()
 	rows, err := s.db.QueryContext(ctx, `SELECT r.id, r.buildset_id, b.name, r.state, r.reason,
-		r.submitted_at, r.claimed_at, r.completed_at, r.build_id
+		r.submitted_at, r.claimed_at, r.completed_at, r.build_id, r.merged_into, m.build_id
 		FROM build_requests r JOIN builders b ON b.id = r.builder_id
+		LEFT JOIN build_requests m ON m.id = r.merged_into
 		WHERE r.id < $1 AND ($2 = 0 OR r.buildset_id = $2) AND ($3 = '' OR b.name = $3)
 		AND ($4 = '' OR r.state = $4) ORDER BY r.id DESC LIMIT $5`,
 		before, f.Buildset, f.Builder, f.State, limit)
@@ -172,10 +236,16 @@ func (s *Store) Requests(ctx context.Context, f RequestFilter) ([]BuildRequest, 
 	for rows.Next() {
 		var r BuildRequest
 		var sub int64
-		var claimed, completed, build sql.NullInt64
+		var claimed, completed, build, merged, covered sql.NullInt64
 		if err := rows.Scan(&r.ID, &r.BuildsetID, &r.Builder, &r.State, &r.Reason, &sub,
-			&claimed, &completed, &build); err != nil {
+			&claimed, &completed, &build, &merged, &covered); err != nil {
 			return nil, err
+		}
+		if merged.Valid {
+			r.MergedInto = &merged.Int64
+		}
+		if covered.Valid {
+			r.CoveredBy = &covered.Int64
 		}
 		r.SubmittedAt = fromMicros(sub)
 		r.ClaimedAt, r.CompletedAt = nullTime(claimed), nullTime(completed)

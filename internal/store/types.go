@@ -112,6 +112,10 @@ type BuildRequest struct {
 	ClaimedAt   *time.Time `json:"claimed_at"`
 	CompletedAt *time.Time `json:"completed_at"`
 	Build       *int64     `json:"build"`
+	// MergedInto is the newer request a collapsed request was merged
+	// into, and CoveredBy the build that ran it, once there is one.
+	MergedInto *int64 `json:"merged_into,omitempty"`
+	CoveredBy  *int64 `json:"covered_by,omitempty"`
 }
 
 // Build is one attempt at running a build request.
