@@ -123,7 +123,7 @@ func TestCollapseMergesPendingRequestsOfABranch(t *testing.T) {
 		mk := func(branch, rev string, builders ...string) store.Buildset {
 			bs, _, err := s.CreateBuildset(ctx, store.BuildsetInput{Reason: "test", Scheduler: "s",
 				Properties: map[string]string{"branch": branch, "revision": rev, "repository": "u"},
-				Builders: builders})
+				Builders:   builders})
 			if err != nil {
 				t.Fatal(err)
 			}
