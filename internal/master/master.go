@@ -186,7 +186,9 @@ func (m *Master) newCluster() error {
 // applies the configuration source on an empty database (so that the
 // first master has a generation before it serves), opens the listener and
 // starts every service. The clustered services this master owns start as
-// the supervisor assigns them.
+// the supervisor assigns them. The master runs until Stop: ctx bounds the
+// start alone, so that a master whose ctx ends with a signal can still
+// drain in Stop.
 func (m *Master) Start(ctx context.Context) error {
 	if err := m.applyFirst(ctx); err != nil {
 		return err
@@ -199,6 +201,9 @@ func (m *Master) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Listen, err)
 	}
+	// The master runs until Stop, not until ctx ends, so that Stop can
+	// still hand its services over when ctx ended with a signal.
+	ctx = context.WithoutCancel(ctx)
 	if err := m.member.Start(ctx); err != nil {
 		ln.Close()
 		return err
@@ -332,6 +337,7 @@ func (m *Master) handler() (http.Handler, error) {
 		mux.Handle("/api/worker/v1/", wa.Handler())
 	}
 	if m.hasRole(cluster.RoleWeb) {
+		clusterAPI{store: m.cfg.Store, log: m.log}.register(mux)
 		mux.Handle("/", ws.Handler())
 	}
 	return mux, nil

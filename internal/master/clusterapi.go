@@ -1,0 +1,48 @@
+package master
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/regent-ci/regent/internal/store"
+)
+
+// clusterAPI serves the cluster's resources of the REST API:
+//
+//	GET /api/v1/masters[?include=ended]   live incarnations (and ended ones)
+//	GET /api/v1/services[?include=retired] clustered services with owners
+//
+// Both answer a list, {"items": [...], "next": null}.
+type clusterAPI struct {
+	store *store.Store
+	log   *slog.Logger
+}
+
+func (a clusterAPI) register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/masters", a.masters)
+	mux.HandleFunc("GET /api/v1/services", a.services)
+}
+
+func (a clusterAPI) masters(w http.ResponseWriter, r *http.Request) {
+	ms, err := a.store.Masters(r.Context(), r.URL.Query().Get("include") == "ended")
+	a.writeList(w, ms, err)
+}
+
+func (a clusterAPI) services(w http.ResponseWriter, r *http.Request) {
+	svs, err := a.store.Services(r.Context(), r.URL.Query().Get("include") == "retired")
+	a.writeList(w, svs, err)
+}
+
+// writeList answers items as an API list; an error goes to the log, and
+// the client learns only that the cluster could not be read.
+func (a clusterAPI) writeList(w http.ResponseWriter, items any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	body := map[string]any{"items": items, "next": nil}
+	if err != nil {
+		a.log.Error("read the cluster for the API", "err", err)
+		w.WriteHeader(http.StatusInternalServerError)
+		body = map[string]any{"error": "could not read the cluster; see the master's log"}
+	}
+	_ = json.NewEncoder(w).Encode(body) // a client gone away is not our error
+}
