@@ -76,8 +76,22 @@ func (s *Store) FinishStep(ctx context.Context, buildID int64, token string, num
 		_, err = tx.ExecContext(ctx, `UPDATE steps SET state = $1, result = $2, reason = $3,
 			finished_at = $4 WHERE build_id = $5 AND number = $6 AND state <> $1`,
 			build.StateFinished, result, reason, micros(time.Now()), buildID, number)
-		if err != nil || len(props) == 0 {
+		if err != nil {
 			return err
+		}
+		// The worker gives a step's locks back as soon as it ends; this
+		// covers a release whose request was lost.
+		released, err := releaseLocks(ctx, tx, buildID, number)
+		if err != nil {
+			return err
+		}
+		if released {
+			if err := s.notify(ctx, tx, TopicRequest); err != nil {
+				return err
+			}
+		}
+		if len(props) == 0 {
+			return nil
 		}
 		return mergeProperties(ctx, tx, buildID, props)
 	})
@@ -124,7 +138,21 @@ func (s *Store) FinishBuild(ctx context.Context, buildID int64, token, result, r
 		if cancel == 1 && result != build.Success {
 			result, reason = build.Cancelled, cancelReason
 		}
-		return finishBuild(ctx, tx, buildID, result, reason, micros(time.Now()))
+		var held int
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM lock_holders WHERE build_id = $1`,
+			buildID).Scan(&held)
+		if err != nil {
+			return fmt.Errorf("count locks of build %d: %w", buildID, err)
+		}
+		if err := finishBuild(ctx, tx, buildID, result, reason, micros(time.Now())); err != nil {
+			return err
+		}
+		if held > 0 {
+			// Requests waiting for these locks may be claimed now, through
+			// any master.
+			return s.notify(ctx, tx, TopicRequest)
+		}
+		return nil
 	})
 }
 
@@ -156,7 +184,8 @@ func finishBuild(ctx context.Context, tx *sql.Tx, buildID int64, result, reason 
 	if err != nil {
 		return fmt.Errorf("complete request of build %d: %w", buildID, err)
 	}
-	return nil
+	_, err = releaseLocks(ctx, tx, buildID, -1)
+	return err
 }
 
 // loseSessionBuilds ends the running builds of an ended session.
@@ -235,11 +264,18 @@ func (s *Store) CancelBuild(ctx context.Context, buildID int64, reason string) e
 			return fmt.Errorf("build %d has already finished: %w", buildID, ErrConflict)
 		}
 		if sessState != SessionActive {
-			return finishBuild(ctx, tx, buildID, build.Cancelled, reason, micros(time.Now()))
+			if err := finishBuild(ctx, tx, buildID, build.Cancelled, reason, micros(time.Now())); err != nil {
+				return err
+			}
+			return s.notify(ctx, tx, TopicRequest)
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE builds SET cancel_requested = 1, reason = $1
 			WHERE id = $2`, reason, buildID)
-		return err
+		if err != nil {
+			return err
+		}
+		// The worker may be polling another master: wake them all.
+		return s.notify(ctx, tx, TopicCancel)
 	})
 }
 

@@ -29,8 +29,11 @@ type Claimed struct {
 // Claim gives up to max pending build requests that the session's worker
 // may run to that worker, oldest first, each as a new running build with a
 // fresh attempt token. It never hands out more builds than the worker's
-// max_builds allows. On PostgreSQL concurrent claims skip each other's
-// locked rows, so every request is claimed at most once.
+// max_builds allows. A request whose builder's locks have no room is
+// skipped and recorded as waiting for them (see the lock rules in
+// locks.go); the locks of a claimed request are taken in the same
+// transaction. On PostgreSQL concurrent claims skip each other's locked
+// rows, so every request is claimed at most once.
 func (s *Store) Claim(ctx context.Context, sess Session, master string, max int) ([]Claimed, error) {
 	var out []Claimed
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -44,17 +47,26 @@ func (s *Store) Claim(ctx context.Context, sess Session, master string, max int)
 		if room <= 0 {
 			return nil
 		}
-		cands, err := s.claimable(ctx, tx, sess.WorkerName, room)
+		cands, err := s.claimable(ctx, tx, sess.WorkerName)
 		if err != nil {
 			return err
 		}
 		now := micros(time.Now())
+		lt, err := s.claimLocks(ctx, tx, cands, now)
+		if err != nil {
+			return err
+		}
 		for _, c := range cands {
-			cl, err := startBuild(ctx, tx, c, sess, master, now)
+			if len(out) == room {
+				break
+			}
+			cl, ok, err := s.claimOne(ctx, tx, lt, c, sess, master, now)
 			if err != nil {
 				return err
 			}
-			out = append(out, cl)
+			if ok {
+				out = append(out, cl)
+			}
 		}
 		return nil
 	})
@@ -62,6 +74,58 @@ func (s *Store) Claim(ctx context.Context, sess Session, master string, max int)
 		return nil, fmt.Errorf("claim build requests for worker %q: %w", sess.WorkerName, err)
 	}
 	return out, nil
+}
+
+// claimLocks prepares the lock decisions of a claim: when any candidate's
+// builder has locks, the rows of all those locks are locked up front, in
+// name order, so that this claim never waits for another in a cycle. It
+// returns nil when no candidate needs a lock.
+func (s *Store) claimLocks(ctx context.Context, tx *sql.Tx, cands []candidate, now int64) (*lockTable, error) {
+	var names []string
+	for _, c := range cands {
+		names = append(names, c.builder.Locks...)
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	lt, err := s.lockTable(ctx, tx, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := lt.lockRows(ctx, names); err != nil {
+		return nil, err
+	}
+	return lt, lt.forgetStaleWaiters(ctx)
+}
+
+// claimOne claims one candidate if no other master holds its row and its
+// builder's locks have room; otherwise it reports false, recording the
+// request as waiting for the locks.
+func (s *Store) claimOne(ctx context.Context, tx *sql.Tx, lt *lockTable, c candidate, sess Session,
+	master string, now int64) (Claimed, bool, error) {
+	if ok, err := s.lockRequest(ctx, tx, c.requestID); err != nil || !ok {
+		return Claimed{}, false, err
+	}
+	locks := c.builder.Locks
+	if len(locks) > 0 {
+		free, _, err := lt.free(ctx, locks, c.requestID, 0, 0)
+		if err != nil {
+			return Claimed{}, false, err
+		}
+		if !free {
+			return Claimed{}, false, lt.want(ctx, locks, c.requestID, 0)
+		}
+	}
+	cl, err := startBuild(ctx, tx, c, sess, master, now)
+	if err != nil {
+		return Claimed{}, false, err
+	}
+	if len(locks) > 0 {
+		if err := lt.hold(ctx, locks, c.requestID, cl.Build.ID, 0); err != nil {
+			return Claimed{}, false, err
+		}
+	}
+	return cl, true, nil
 }
 
 type candidate struct {
@@ -72,12 +136,12 @@ type candidate struct {
 	retryOf    sql.NullInt64
 }
 
-// claimable finds up to n pending requests, oldest first, whose builder
-// lists the worker, and locks them for this transaction. Candidates are
-// read without locks and then locked one by one, skipping any another
-// master holds, so that concurrent claims pass each other instead of
-// waiting or all locking the same page of rows.
-func (s *Store) claimable(ctx context.Context, tx *sql.Tx, worker string, n int) ([]candidate, error) {
+// claimable finds the oldest pending requests, up to a bounded number,
+// whose builder lists the worker. They are read without row locks: each is
+// locked by lockRequest just before it is claimed, skipping any that
+// another master holds, so that concurrent claims pass each other instead
+// of waiting or all locking the same page of rows.
+func (s *Store) claimable(ctx context.Context, tx *sql.Tx, worker string) ([]candidate, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT r.id, r.builder_id, b.spec, bs.properties, r.retry_of
 		FROM build_requests r JOIN builders b ON b.id = r.builder_id
 		JOIN buildsets bs ON bs.id = r.buildset_id
@@ -86,53 +150,46 @@ func (s *Store) claimable(ctx context.Context, tx *sql.Tx, worker string, n int)
 	if err != nil {
 		return nil, fmt.Errorf("find pending requests: %w", err)
 	}
+	defer rows.Close()
 	var all []candidate
 	for rows.Next() {
 		var c candidate
 		var spec, props string
 		if err := rows.Scan(&c.requestID, &c.builderID, &spec, &props, &c.retryOf); err != nil {
-			rows.Close()
 			return nil, err
 		}
 		if err := json.Unmarshal([]byte(spec), &c.builder); err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("decode builder %d: %w", c.builderID, err)
 		}
 		if !slices.Contains(c.builder.Workers, worker) {
 			continue
 		}
 		if err := json.Unmarshal([]byte(props), &c.properties); err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("decode request %d properties: %w", c.requestID, err)
 		}
 		all = append(all, c)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
+	return all, rows.Err()
+}
+
+// lockRequest locks a pending request's row for this transaction and
+// reports false if another transaction holds it or it is no longer
+// pending. SQLite transactions here take the write lock at BEGIN, so the
+// rows read are already this transaction's alone.
+func (s *Store) lockRequest(ctx context.Context, tx *sql.Tx, id int64) (bool, error) {
 	if s.d.name != "postgres" {
-		// SQLite transactions here take the write lock at BEGIN, so the
-		// rows read are already this transaction's alone.
-		return all[:min(n, len(all))], nil
+		return true, nil
 	}
-	var out []candidate
-	for _, c := range all {
-		if len(out) == n {
-			break
-		}
-		var id int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM build_requests WHERE id = $1
-			AND state = 'pending' FOR UPDATE SKIP LOCKED`, c.requestID).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("lock request %d: %w", c.requestID, err)
-		}
-		out = append(out, c)
+	var got int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM build_requests WHERE id = $1
+		AND state = 'pending' FOR UPDATE SKIP LOCKED`, id).Scan(&got)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
 	}
-	return out, nil
+	if err != nil {
+		return false, fmt.Errorf("lock request %d: %w", id, err)
+	}
+	return true, nil
 }
 
 func startBuild(ctx context.Context, tx *sql.Tx, c candidate, sess Session, master string, now int64) (Claimed, error) {

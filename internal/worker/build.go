@@ -159,7 +159,7 @@ func (b *buildRun) executeStep(i int, st config.Step) outcome {
 	number := i + 1
 	log := b.log.With("step", number, "step_name", stepName(st))
 	path := filepath.Join(b.spoolDir, strconv.Itoa(number)+".log")
-	sp, err := newSpool(path, b.w.cfg.SpoolLimit, log)
+	sp, err := newSpool(path, b.logLimit(), log)
 	if err != nil {
 		log.Error("cannot start step", "err", err)
 		return outcome{build.Exception, err.Error()}
@@ -167,6 +167,16 @@ func (b *buildRun) executeStep(i int, st config.Step) outcome {
 	rep := &stepReport{number: number, name: stepName(st), spool: sp, done: make(chan struct{})}
 	b.steps <- rep // buffered for every step: never blocks
 
+	// The step's time limits start once it holds its locks.
+	if len(st.Locks) > 0 {
+		if o := b.acquireLocks(number, st.Locks, sp); !o.ok() {
+			rep.outcome = o
+			sp.close()
+			close(rep.done)
+			return o
+		}
+		defer b.releaseLocks(number)
+	}
 	log.Debug("step started")
 	started := time.Now()
 	var deadline time.Time
@@ -187,6 +197,16 @@ func (b *buildRun) executeStep(i int, st config.Step) outcome {
 	log.Debug("step finished", "result", rep.outcome.result, "reason", rep.outcome.reason,
 		"duration", time.Since(started).Round(time.Millisecond))
 	return rep.outcome
+}
+
+// logLimit is the most output kept per step: the worker's spool limit, or
+// the master's limit when that is lower.
+func (b *buildRun) logLimit() int64 {
+	limit := b.w.cfg.SpoolLimit
+	if m := b.a.MaxStepLog; m > 0 && m < limit {
+		limit = m
+	}
+	return limit
 }
 
 // shellStep runs the step's command with /bin/sh -c.

@@ -67,7 +67,8 @@ func (s *spool) Write(p []byte) (int, error) {
 	if len(keep) < len(p) && !s.broken {
 		s.truncated = true
 		marker := fmt.Sprintf("[regent: output truncated: the step printed more than "+
-			"the spool limit of %d bytes; the rest was discarded while the step ran on]\n", s.limit)
+			"the log limit of %d bytes per step; the rest was discarded while the step ran on]\n",
+			s.limit)
 		if s.size > 0 && s.last != '\n' {
 			marker = "\n" + marker
 		}

@@ -12,6 +12,9 @@
 //	POST /api/worker/v1/builds/{id}/steps/{n}/log?offset=N&attempt=T
 //	     raw bytes; -> LogAck with the stored size
 //	POST /api/worker/v1/builds/{id}/steps/{n}/finish  StepFinish
+//	POST /api/worker/v1/builds/{id}/steps/{n}/locks/acquire  AttemptRequest
+//	     -> LockGrant; the step runs only once Acquired is set
+//	POST /api/worker/v1/builds/{id}/steps/{n}/locks/release  AttemptRequest
 //	POST /api/worker/v1/builds/{id}/finish            BuildFinish
 //
 // Every build write carries the attempt token handed out with the build;
@@ -19,6 +22,12 @@
 // attempt that was superseded or declared lost cannot change what is
 // stored. Log appends are idempotent by offset, so a worker may resend a
 // chunk after a lost answer without duplicating bytes.
+//
+// A poll whose only news would be cancel orders the master already sent
+// on this session is held like an empty one, so a worker that is still
+// stopping a build is not answered again and again; each order is sent
+// once, and again only after ResendCancelAfter, in case the answer that
+// carried it was lost.
 package workerapi
 
 import "github.com/regent-ci/regent/internal/config"
@@ -67,6 +76,25 @@ type Assignment struct {
 	// CleanWorkspace asks the worker to empty the builder's directory
 	// before the first step, as a retried build must start afresh.
 	CleanWorkspace bool `json:"clean_workspace,omitempty"`
+	// MaxStepLog is the most output bytes the master stores per step; the
+	// worker keeps that much and adds one truncation marker line. Zero
+	// means the worker's own limit applies.
+	MaxStepLog int64 `json:"max_step_log,omitempty"`
+}
+
+// AttemptRequest is the body of a build write that carries nothing but
+// the attempt token.
+type AttemptRequest struct {
+	AttemptToken string `json:"attempt_token"`
+}
+
+// LockGrant answers a step's request for the locks it names.
+type LockGrant struct {
+	// Acquired is set once the step holds all its locks.
+	Acquired bool `json:"acquired"`
+	// Waiting names a lock that has no room yet; the worker asks again
+	// after a short pause.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // StepStart reports that a step began.

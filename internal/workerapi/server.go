@@ -32,13 +32,33 @@ type ServerConfig struct {
 	Recheck time.Duration
 	// MaxLogChunk bounds one log append's body; default 4 MiB.
 	MaxLogChunk int64
-	Logger      *slog.Logger
+	// MaxStepLog is the most bytes of output stored per step, default
+	// DefaultMaxStepLog. Workers are told the limit with each build; they
+	// keep that much, add one marker line and let the step run on.
+	MaxStepLog int64
+	// ResendCancelAfter is how long a cancel order already sent on a
+	// session waits before it is sent again; default 10s.
+	ResendCancelAfter time.Duration
+	// KeepSessions is how many ended sessions of a worker are kept when it
+	// logs in, besides those that ran builds; default 10.
+	KeepSessions int
+	Logger       *slog.Logger
 }
+
+// DefaultMaxStepLog is the default per-step log limit, 512 MiB: far above
+// what steps usually print, low enough that a step printing without end
+// cannot fill the database.
+const DefaultMaxStepLog = 512 << 20
+
+// markerRoom is how far past MaxStepLog a worker's log may go: the room
+// for its truncation marker line.
+const markerRoom = 1 << 10
 
 // Server answers workers. Build requests reach workers only through it.
 type Server struct {
-	cfg ServerConfig
-	log *slog.Logger
+	cfg     ServerConfig
+	log     *slog.Logger
+	cancels *cancelsSent
 }
 
 // NewServer validates cfg and fills its defaults.
@@ -58,10 +78,20 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.MaxLogChunk <= 0 {
 		cfg.MaxLogChunk = 4 << 20
 	}
+	if cfg.MaxStepLog <= 0 {
+		cfg.MaxStepLog = DefaultMaxStepLog
+	}
+	if cfg.ResendCancelAfter <= 0 {
+		cfg.ResendCancelAfter = 10 * time.Second
+	}
+	if cfg.KeepSessions <= 0 {
+		cfg.KeepSessions = 10
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger.With("component", "workerapi")}, nil
+	return &Server{cfg: cfg, log: cfg.Logger.With("component", "workerapi"),
+		cancels: newCancelsSent(cfg.ResendCancelAfter)}, nil
 }
 
 // Handler returns the routes under /api/worker/v1/.
@@ -73,6 +103,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/start", s.authed(s.stepStart))
 	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/log", s.authed(s.stepLog))
 	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/finish", s.authed(s.stepFinish))
+	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/locks/acquire", s.authed(s.acquireLocks))
+	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/locks/release", s.authed(s.releaseLocks))
 	mux.HandleFunc("POST "+p+"/builds/{id}/finish", s.authed(s.buildFinish))
 	return mux
 }
@@ -95,6 +127,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("worker connected", "worker", name, "session", sess.ID, "remote", r.RemoteAddr)
+	if n, err := s.cfg.Store.PruneSessions(r.Context(), sess.WorkerID, s.cfg.KeepSessions); err != nil {
+		s.log.Warn("could not prune old worker sessions", "worker", name, "err", err)
+	} else if n > 0 {
+		s.log.Debug("pruned old worker sessions", "worker", name, "pruned", n)
+	}
 	s.cfg.Wake.Notify() // superseded sessions' pollers must learn at once
 	writeJSON(w, http.StatusOK, SessionResponse{SessionID: sess.ID, Token: token,
 		PollTimeoutSeconds: int(s.cfg.PollTimeout / time.Second), Master: s.cfg.Master})
@@ -162,15 +199,15 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, sess store.Session
 			}
 			return
 		}
-		if resp.Stop || len(resp.Builds) > 0 || len(resp.Cancel) > 0 || !req.Wait {
-			writeJSON(w, http.StatusOK, resp)
+		if resp.Stop || len(resp.Builds) > 0 || resp.news || !req.Wait {
+			writeJSON(w, http.StatusOK, resp.PollResponse)
 			return
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-deadline.C:
-			writeJSON(w, http.StatusOK, PollResponse{})
+			writeJSON(w, http.StatusOK, resp.PollResponse)
 			return
 		case <-wake:
 		case <-time.After(s.cfg.Recheck):
@@ -178,33 +215,45 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, sess store.Session
 	}
 }
 
-// pollOnce records the heartbeat and looks for orders and work.
-func (s *Server) pollOnce(ctx context.Context, sess store.Session, req PollRequest) (PollResponse, error) {
+// pollAnswer is a poll answer and whether it carries anything the worker
+// has not been told on this session.
+type pollAnswer struct {
+	PollResponse
+	news bool
+}
+
+// pollOnce records the heartbeat and looks for orders and work. Every
+// answer repeats the session's pending cancel orders, but only orders not
+// sent yet (or not for a while) count as news that ends a held poll.
+func (s *Server) pollOnce(ctx context.Context, sess store.Session, req PollRequest) (pollAnswer, error) {
 	cur, err := s.cfg.Store.SessionByID(ctx, sess.ID)
 	if err != nil {
-		return PollResponse{}, err
+		return pollAnswer{}, err
 	}
 	if cur.State != store.SessionActive {
-		return PollResponse{Stop: true, Reason: cur.Reason}, nil
+		return pollAnswer{PollResponse: PollResponse{Stop: true, Reason: cur.Reason}}, nil
 	}
 	if err := s.cfg.Store.TouchSession(ctx, sess.ID, s.cfg.Master); err != nil {
-		return PollResponse{}, err
+		return pollAnswer{}, err
 	}
 	cancel, err := s.cfg.Store.CancelOrders(ctx, sess.ID)
-	if err != nil || len(cancel) > 0 || req.Capacity <= 0 {
-		return PollResponse{Cancel: cancel}, err
+	if err != nil {
+		return pollAnswer{}, err
+	}
+	resp := pollAnswer{PollResponse: PollResponse{Cancel: cancel}}
+	if resp.news = s.cancels.fresh(cancel); resp.news || req.Capacity <= 0 {
+		return resp, nil
 	}
 	claimed, err := s.cfg.Store.Claim(ctx, sess, s.cfg.Master, req.Capacity)
 	if err != nil {
-		return PollResponse{}, err
+		return pollAnswer{}, err
 	}
-	var resp PollResponse
 	for _, c := range claimed {
 		s.log.Info("build dispatched", "build", c.Build.ID, "builder", c.Build.Builder,
 			"number", c.Build.Number, "worker", sess.WorkerName)
 		resp.Builds = append(resp.Builds, Assignment{BuildID: c.Build.ID, Builder: c.Build.Builder,
 			Number: c.Build.Number, AttemptToken: c.AttemptToken, Properties: c.Build.Properties,
-			Env: c.Env, Steps: c.Steps, CleanWorkspace: c.Clean})
+			Env: c.Env, Steps: c.Steps, CleanWorkspace: c.Clean, MaxStepLog: s.cfg.MaxStepLog})
 	}
 	return resp, nil
 }
@@ -251,6 +300,12 @@ func (s *Server) stepLog(w http.ResponseWriter, r *http.Request, _ store.Session
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxLogChunk))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, "log chunk: "+err.Error())
+		return
+	}
+	if end := offset + int64(len(data)); end > s.cfg.MaxStepLog+markerRoom {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the log of step %d of "+
+			"build %d would reach %d bytes, past this master's limit of %d per step",
+			n, id, end, s.cfg.MaxStepLog))
 		return
 	}
 	size, err := s.cfg.Store.AppendLog(r.Context(), id, r.Header.Get(HeaderAttempt), n, offset, data)
