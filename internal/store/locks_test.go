@@ -127,7 +127,7 @@ func TestLockWaitersAreServedInRequestOrder(t *testing.T) {
 		wa, wb, wc := login(t, s, "wa", "pw"), login(t, s, "wb", "pw"), login(t, s, "wc", "pw")
 		force(t, s, "c")
 		holder := claimOne(t, s, wc)
-		rb := force(t, s, "b") // earlier
+		rb := force(t, s, "b")  // earlier
 		ra1 := force(t, s, "a") // later
 		ra2 := force(t, s, "a")
 		if c := claimOne(t, s, wb); c.Build.ID != 0 {
