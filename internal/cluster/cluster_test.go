@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/regent-ci/regent/internal/cluster"
 	"github.com/regent-ci/regent/internal/store"
 	"github.com/regent-ci/regent/internal/testutil/pgtest"
@@ -186,6 +188,31 @@ func TestTenServicesOverThreeMasters(t *testing.T) {
 	if count["a"] > 4 || count["b"] > 4 || count["c"] > 4 {
 		t.Fatalf("services per master %v: want at most 4", count)
 	}
+
+	m := metrics(t, b)
+	if m["regent_masters_live"] != 3 || m["regent_services_owned"] != float64(count["b"]) ||
+		m["regent_service_moves_total"] < 11 || m["regent_services_unowned"] != 0 ||
+		m["regent_supervisor_changes_total"] < 1 || m["regent_heartbeat_lag_seconds"] > 5 {
+		t.Fatalf("metrics of b: %v", m)
+	}
+}
+
+// metrics gathers the cluster metrics of node n, by name.
+func metrics(t *testing.T, n *node) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(cluster.NewCollector(n.member, n.sup))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			out[f.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return out
 }
 
 func TestTagsAreHonoured(t *testing.T) {
@@ -321,6 +348,9 @@ func TestSingleMasterOnSQLite(t *testing.T) {
 	}
 	if err := a.st.ServiceSucceeded(context.Background(), f); err != nil {
 		t.Fatal(err)
+	}
+	if m := metrics(t, a); m["regent_masters_live"] != 1 || m["regent_supervisor"] != 1 {
+		t.Fatalf("metrics of the single master: %v", m)
 	}
 	applyRepos(t, a.st, nil, "r2")
 	waitFor(t, 5*time.Second, "poller:r1 to be retired", func() bool {

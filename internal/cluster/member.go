@@ -82,7 +82,8 @@ type Member struct {
 	mu       sync.Mutex
 	inc      *incarnation // nil while not joined
 	services []store.Fence
-	replaces int64 // the last incarnation, which fenced itself
+	replaces int64     // the last incarnation, which fenced itself
+	renewed  time.Time // when the last heartbeat that succeeded was sent
 	draining bool
 	started  bool
 	stopped  bool
@@ -174,6 +175,17 @@ func (m *Member) Owned() []store.Fence {
 	return slices.Clone(m.services)
 }
 
+// HeartbeatAge returns how long ago the last heartbeat that succeeded was
+// sent, by this process's clock; 0 while the member is not joined.
+func (m *Member) HeartbeatAge() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.inc == nil {
+		return 0
+	}
+	return time.Since(m.renewed)
+}
+
 // Fence returns the fence of service if this master owns it.
 func (m *Member) Fence(service string) (store.Fence, bool) {
 	for _, f := range m.Owned() {
@@ -225,7 +237,7 @@ func (m *Member) Start(ctx context.Context) error {
 		m.started = false
 		return err
 	}
-	m.inc = inc
+	m.inc, m.renewed = inc, inc.renewed
 	ctx, m.cancel = context.WithCancel(ctx)
 	m.done = make(chan struct{})
 	go m.loop(ctx, m.done)
@@ -409,6 +421,9 @@ func (m *Member) serve(ctx context.Context, inc *incarnation) string {
 				failures = 0
 			}
 			inc.renewed, fenceAt = sent, sent.Add(ttl-m.cfg.FenceMargin)
+			m.mu.Lock()
+			m.renewed = sent
+			m.mu.Unlock()
 			fence.Reset(time.Until(fenceAt))
 			m.setOwned(owned)
 		}
@@ -457,7 +472,7 @@ func (m *Member) rejoin(ctx context.Context) bool {
 		cancel()
 		if err == nil {
 			m.mu.Lock()
-			m.inc, m.replaces = inc, 0
+			m.inc, m.replaces, m.renewed = inc, 0, inc.renewed
 			m.mu.Unlock()
 			return true
 		}

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -344,7 +346,7 @@ func (m *Master) handler() (http.Handler, error) {
 }
 
 // notices are shown at the top of every UI page.
-func (m *Master) notices(context.Context) []string {
+func (m *Master) notices(ctx context.Context) []string {
 	var out []string
 	if m.cfg.AdminToken == "" {
 		out = append(out, "Actions are open: this master has no admin token.")
@@ -353,6 +355,45 @@ func (m *Master) notices(context.Context) []string {
 		if e := m.watcher.LastError(); e != "" {
 			out = append(out, e)
 		}
+	}
+	return append(out, m.clusterNotices(ctx)...)
+}
+
+// clusterNotices warns of live masters offering different configuration
+// sources, and of clustered services that no live master owns.
+func (m *Master) clusterNotices(ctx context.Context) []string {
+	masters, err := m.cfg.Store.Masters(ctx, false)
+	if err != nil {
+		return nil // the page shows what it can; the store's error shows elsewhere
+	}
+	bySource := map[string][]string{}
+	for _, ms := range masters {
+		if ms.ConfigSource != "" {
+			bySource[ms.ConfigSource] = append(bySource[ms.ConfigSource], ms.Name)
+		}
+	}
+	var out []string
+	if len(bySource) > 1 {
+		var parts []string
+		for _, src := range slices.Sorted(maps.Keys(bySource)) {
+			parts = append(parts, fmt.Sprintf("%s (%s)", src, strings.Join(bySource[src], ", ")))
+		}
+		out = append(out, "Masters offer different configuration sources: "+strings.Join(parts, "; ")+
+			". Only the owner of the configuration watcher applies its own.")
+	}
+	services, err := m.cfg.Store.Services(ctx, false)
+	if err != nil {
+		return out
+	}
+	var unowned []string
+	for _, sv := range services {
+		if sv.Owner == nil {
+			unowned = append(unowned, sv.Name)
+		}
+	}
+	if len(unowned) > 0 {
+		out = append(out, "No live master owns "+strings.Join(unowned, ", ")+
+			": check the tags they are pinned to and the masters with the services role.")
 	}
 	return out
 }

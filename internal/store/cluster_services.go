@@ -433,3 +433,35 @@ func storedServices(ctx context.Context, tx *sql.Tx) (map[string]storedService, 
 	}
 	return out, rows.Err()
 }
+
+// ClusterCounts are the cluster's figures for monitoring.
+type ClusterCounts struct {
+	// LiveMasters counts incarnations alive or draining.
+	LiveMasters int
+	// SupervisorTerms counts the acquisitions of the supervisor lease:
+	// its token.
+	SupervisorTerms int64
+	// ServiceMoves counts the changes of owner of every service: the sum
+	// of their tokens, which only grow.
+	ServiceMoves int64
+	// UnownedServices counts the services of the active generation
+	// without an owner.
+	UnownedServices int
+}
+
+// ClusterCounts reads the cluster's figures in one query.
+func (s *Store) ClusterCounts(ctx context.Context) (ClusterCounts, error) {
+	var c ClusterCounts
+	var moves sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM masters WHERE state IN ('alive', 'draining')),
+		COALESCE((SELECT token FROM leases WHERE name = 'supervisor'), 0),
+		(SELECT sum(token) FROM services),
+		(SELECT count(*) FROM services WHERE state = 'active' AND owner IS NULL)`).
+		Scan(&c.LiveMasters, &c.SupervisorTerms, &moves, &c.UnownedServices)
+	if err != nil {
+		return ClusterCounts{}, fmt.Errorf("count the cluster: %w", err)
+	}
+	c.ServiceMoves = moves.Int64
+	return c, nil
+}
