@@ -28,6 +28,18 @@ type reasonInput struct {
 	Reason string `json:"reason"`
 }
 
+// errBodyTooLarge marks a request body over the limit, answered 413.
+var errBodyTooLarge = errors.New("body too large")
+
+// writeBodyError answers a body decodeBody refused.
+func writeBodyError(w http.ResponseWriter, err error) {
+	status := http.StatusBadRequest
+	if errors.Is(err, errBodyTooLarge) {
+		status = http.StatusRequestEntityTooLarge
+	}
+	writeError(w, status, err.Error())
+}
+
 // decodeBody reads an optional JSON object body into v, refusing unknown
 // fields so that a misspelt one is not silently ignored.
 func decodeBody(r *http.Request, v any) error {
@@ -36,7 +48,7 @@ func decodeBody(r *http.Request, v any) error {
 		return fmt.Errorf("read request body: %w", err)
 	}
 	if len(body) > maxActionBody {
-		return fmt.Errorf("request body is larger than %d bytes", maxActionBody)
+		return fmt.Errorf("request body is larger than %d bytes: %w", maxActionBody, errBodyTooLarge)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
@@ -159,7 +171,7 @@ func (s *Server) cancelRequestByID(ctx context.Context, id int64, reason string)
 func (s *Server) forceBuild(w http.ResponseWriter, r *http.Request) {
 	var in forceInput
 	if err := decodeBody(r, &in); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeBodyError(w, err)
 		return
 	}
 	props, err := propertyValues(in.Properties)
@@ -186,7 +198,7 @@ func (s *Server) cancelBuild(w http.ResponseWriter, r *http.Request) {
 	}
 	var in reasonInput
 	if err := decodeBody(r, &in); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeBodyError(w, err)
 		return
 	}
 	if in.Reason == "" {
@@ -225,7 +237,7 @@ func (s *Server) cancelRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	var in reasonInput
 	if err := decodeBody(r, &in); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeBodyError(w, err)
 		return
 	}
 	if in.Reason == "" {

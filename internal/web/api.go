@@ -76,7 +76,7 @@ func pathID(w http.ResponseWriter, r *http.Request, name string) (int64, bool) {
 	v := r.PathValue(name)
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 1 {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("%s %q is not a positive whole number", name, v))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %q is not a positive whole number", name, v))
 		return 0, false
 	}
 	return n, true

@@ -374,8 +374,9 @@ func TestAPIErrors(t *testing.T) {
 	}{
 		{"GET", "/api/v1/nothing", http.StatusNotFound},
 		{"GET", "/api/v1/masters", http.StatusNotFound},
-		{"GET", "/api/v1/builds/abc", http.StatusNotFound},
-		{"GET", "/api/v1/builds/0", http.StatusNotFound},
+		{"GET", "/api/v1/builds/abc", http.StatusBadRequest},
+		{"GET", "/api/v1/builds/0", http.StatusBadRequest},
+		{"GET", "/api/v1/builds/-1/steps", http.StatusBadRequest},
 		{"GET", "/api/v1/builds/42", http.StatusNotFound},
 		{"GET", "/api/v1/builds/42/steps", http.StatusNotFound},
 		{"GET", "/api/v1/builds/42/steps/1/log", http.StatusNotFound},
@@ -412,6 +413,36 @@ func TestAPIEmptyLists(t *testing.T) {
 		r := e.do("GET", path, "", nil)
 		if !strings.Contains(string(r.Body), `"items":[]`) || !strings.Contains(string(r.Body), `"next":null`) {
 			t.Errorf("GET %s = %s, want an empty items list and a null next", path, r.Body)
+		}
+	}
+}
+
+// Without an admin token nothing but the origin checks keeps a web page
+// on another site from taking actions through a visitor's browser.
+func TestAPIActionsRefuseCrossSiteRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.apply(&config.State{
+		Workers:  []config.Worker{{Name: "w", Password: "p", MaxBuilds: 1}},
+		Builders: []config.Builder{{Name: "app", Workers: []string{"w"}, Steps: []config.Step{{Kind: config.StepShell, Name: "t", Command: "true"}}}},
+	})
+	cases := []struct {
+		name   string
+		body   string
+		header map[string]string
+		status int
+	}{
+		{"cross-site fetch", `{}`, map[string]string{"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"}, http.StatusForbidden},
+		{"foreign origin", `{}`, map[string]string{"Origin": "http://evil.example", "Content-Type": "application/json"}, http.StatusForbidden},
+		{"form body", `{"reason": "x"}`, map[string]string{"Content-Type": "text/plain"}, http.StatusForbidden},
+		{"too large", `{"reason": "` + strings.Repeat("x", 2<<20) + `"}`, map[string]string{"Content-Type": "application/json"}, http.StatusRequestEntityTooLarge},
+		{"json from a tool", `{"reason": "x"}`, map[string]string{"Content-Type": "application/json"}, http.StatusCreated},
+		{"no body", ``, nil, http.StatusCreated},
+	}
+	for _, c := range cases {
+		r := e.do("POST", "/api/v1/builders/app/force", c.body, c.header)
+		if r.Status != c.status {
+			t.Errorf("%s: status %d, want %d; body %s", c.name, r.Status, c.status, r.Body)
 		}
 	}
 }

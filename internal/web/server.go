@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -189,6 +191,10 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 // one is configured.
 func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if err := sameOriginAPI(r); err != nil {
+			writeError(w, http.StatusForbidden, err.Error())
+			return
+		}
 		if s.cfg.AdminToken != "" {
 			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if !ok || !s.tokenOK(token) {
@@ -200,6 +206,32 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// sameOriginAPI refuses API actions a web page on another site could make
+// a browser send. Without an admin token nothing else stops such a page
+// from forcing or cancelling builds, so cross-site requests are refused
+// and bodies must be JSON, which a browser cannot send cross-site without
+// a preflight this server never grants.
+func sameOriginAPI(r *http.Request) error {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return errors.New("cross-site requests may not take actions")
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != r.Host {
+			return fmt.Errorf("requests from origin %q may not take actions on %s", o, r.Host)
+		}
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return fmt.Errorf("action bodies must be JSON (Content-Type: application/json), not %q", ct)
+		}
+	}
+	return nil
 }
 
 // tokenOK compares a presented token with the admin token in constant
