@@ -1,6 +1,7 @@
 // Package changes turns commits in git repositories into recorded
 // changes. Its [Poller] watches one repository through the git command
-// line; webhook receivers will live here too.
+// line; its [Receiver] takes webhook deliveries from GitHub, GitLab,
+// Gitea or Forgejo, or in Regent's generic format.
 //
 // # A poll
 //
@@ -45,4 +46,17 @@
 // recording anything. The next poll first removes the lock files that a
 // killed git may leave in the mirror, under a lock on the directory that
 // keeps a second poller from running git on it meanwhile.
+//
+// # Webhooks
+//
+// A [Receiver] checks a delivery's signature (or GitLab's token) with the
+// webhook secret of the repository it names, resolved at that moment from
+// the master's secret provider, then records the commits it reports with
+// the delivery, in one transaction. A delivery with the same id as an
+// earlier one, or reporting the same ref moving from the same old revision
+// to the same new one, is a duplicate and records nothing, whether the
+// earlier one was recorded long ago or is being recorded at the same
+// moment by another master. Branches and tags the repository does not
+// watch, deleted refs, pings and pull request actions that bring no new
+// commit are accepted and ignored. docs/webhooks.md describes the formats.
 package changes
