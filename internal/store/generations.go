@@ -418,7 +418,7 @@ func (r *reconciler) workers(ctx context.Context, want []config.Worker, digests,
 		}
 		if found {
 			reason := fmt.Sprintf("the password of worker %q changed in generation %d", w.Name, r.gen)
-			if err := r.revokeSessions(ctx, id, reason); err != nil {
+			if err := r.revokeSessions(ctx, id, reason, false); err != nil {
 				return err
 			}
 		}
@@ -428,25 +428,35 @@ func (r *reconciler) workers(ctx context.Context, want []config.Worker, digests,
 			return err
 		}
 		reason := fmt.Sprintf("worker %q was removed from the configuration in generation %d", a.name, r.gen)
-		if err := r.revokeSessions(ctx, a.id, reason); err != nil {
+		if err := r.revokeSessions(ctx, a.id, reason, true); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// revokeSessions ends the worker's live sessions. Their running builds are
-// left alone: the worker is told to stop on its next poll, and the builds
-// end when the session is found lost.
-func (r *reconciler) revokeSessions(ctx context.Context, workerID int64, reason string) error {
-	res, err := r.tx.ExecContext(ctx, `UPDATE worker_sessions SET state = $1, reason = $2,
-		ended_at = $3 WHERE worker_id = $4 AND state = $5`,
-		SessionRevoked, reason, r.now, workerID, SessionActive)
+// revokeSessions ends the worker's live sessions. The builds of a
+// removed worker end with it; those of a worker whose password changed
+// stay running, for the worker to take over once it logs in again with the
+// new password.
+func (r *reconciler) revokeSessions(ctx context.Context, workerID int64, reason string, removed bool) error {
+	ids, err := sessionIDs(ctx, r.tx, `worker_id = $1 AND state = $2`, workerID, SessionActive)
 	if err != nil {
-		return fmt.Errorf("revoke sessions: %w", err)
+		return err
 	}
-	n, _ := res.RowsAffected()
-	r.revoked += int(n)
+	for _, id := range ids {
+		_, err := r.tx.ExecContext(ctx, `UPDATE worker_sessions SET state = $1, reason = $2,
+			ended_at = $3 WHERE id = $4`, SessionRevoked, reason, r.now, id)
+		if err != nil {
+			return fmt.Errorf("revoke session %d: %w", id, err)
+		}
+		if removed {
+			if err := loseSessionBuilds(ctx, r.tx, id, reason, r.now); err != nil {
+				return err
+			}
+		}
+	}
+	r.revoked += len(ids)
 	return nil
 }
 

@@ -411,3 +411,31 @@ func deref(p *string) string {
 	}
 	return *p
 }
+
+// Removing a connected worker ends its running builds at once, with the
+// reason, instead of leaving them running until its session expires.
+func TestRemovedWorkerBuildsEndAtApply(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		st := state()
+		st.Workers = append(st.Workers, config.Worker{Name: "w2", Password: "p", MaxBuilds: 1})
+		apply(t, s, st)
+		sess := login(t, s, "w1", "pw1")
+		force(t, s, "unit")
+		cl, _ := s.Claim(ctx, sess, "m1", 1)
+		if len(cl) != 1 {
+			t.Fatal("nothing claimed")
+		}
+		without := state()
+		without.Workers = []config.Worker{{Name: "w2", Password: "p", MaxBuilds: 1}}
+		for i := range without.Builders {
+			without.Builders[i].Workers = []string{"w2"}
+		}
+		apply(t, s, without)
+		b, _ := s.BuildByID(ctx, cl[0].Build.ID)
+		if b.State != build.StateFinished || deref(b.Result) != build.Exception ||
+			!bytes.Contains([]byte(b.Reason), []byte(`"w1" was removed`)) {
+			t.Fatalf("build of the removed worker: %s %s %q", b.State, deref(b.Result), b.Reason)
+		}
+	})
+}
