@@ -213,18 +213,26 @@ func loseSessionBuilds(ctx context.Context, tx *sql.Tx, sessionID int64, reason 
 	return nil
 }
 
-// loseBuild ends a running build whose worker is gone. If its builder
+// loseBuild ends a running build whose worker is gone. A build whose
+// cancellation was asked for ends cancelled. Otherwise, if its builder
 // retries lost builds it ends with result retry and its request goes back
 // to pending, linked to it, so the next attempt is a new build that starts
-// afresh; otherwise it ends with an exception. Either way the reason and
-// the build's steps and logs are kept.
+// afresh; if not, it ends with an exception. Either way the reason and the
+// build's steps and logs are kept.
 func loseBuild(ctx context.Context, tx *sql.Tx, id int64, reason string, now int64) error {
 	var request int64
-	var spec string
-	err := tx.QueryRowContext(ctx, `SELECT bu.request_id, b.spec FROM builds bu
-		JOIN builders b ON b.id = bu.builder_id WHERE bu.id = $1`, id).Scan(&request, &spec)
+	var spec, cancelReason string
+	var cancel int
+	err := tx.QueryRowContext(ctx, `SELECT bu.request_id, b.spec, bu.cancel_requested, bu.reason
+		FROM builds bu JOIN builders b ON b.id = bu.builder_id WHERE bu.id = $1`,
+		id).Scan(&request, &spec, &cancel, &cancelReason)
 	if err != nil {
 		return fmt.Errorf("look up lost build %d: %w", id, err)
+	}
+	if cancel == 1 {
+		// Someone asked for the build to end: it is not retried.
+		return finishBuild(ctx, tx, id, build.Cancelled,
+			cancelReason+" (the worker was lost before it stopped the build: "+reason+")", now)
 	}
 	var b config.Builder
 	if err := json.Unmarshal([]byte(spec), &b); err != nil {
