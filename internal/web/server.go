@@ -158,6 +158,10 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 		{"GET", p + "/config/generations", s.listGenerations},
 		{"GET", p + "/config/generations/{number}", s.getGeneration},
 		{"POST", p + "/config/apply", s.admin(s.applyConfig)},
+		{"POST", p + "/hooks/github", s.hook("github")},
+		{"POST", p + "/hooks/gitlab", s.hook("gitlab")},
+		{"POST", p + "/hooks/gitea", s.hook("gitea")},
+		{"POST", p + "/hooks/generic", s.hook("generic")},
 	}
 	allowed := map[string][]string{}
 	var order []string
