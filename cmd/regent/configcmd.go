@@ -17,26 +17,46 @@ import (
 )
 
 func runConfig(ctx context.Context, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "Usage: regent config check|diff|apply DIR [flags]")
-		return 2
+	const usage = `Usage: regent config COMMAND SOURCE [flags]
+
+SOURCE is a directory holding regent.star, or git+URL#REF:PATH.
+
+Commands:
+  check   evaluate and validate the configuration
+  diff    show what applying it would change (--db DB or --api URL)
+  apply   store it as the new active generation (--db DB or --api URL)
+
+Run 'regent config COMMAND --help' for a command's flags.
+`
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
 	}
 	sub, args := args[0], args[1:]
+	if sub != "check" && sub != "diff" && sub != "apply" {
+		fmt.Fprintf(os.Stderr, "regent config: unknown command %q\n\n%s", sub, usage)
+		return 2
+	}
 	fs := flag.NewFlagSet("regent config "+sub, flag.ContinueOnError)
-	db := fs.String("db", "", "database: a SQLite file path or a postgres:// URL")
-	api := fs.String("api", "", "URL of a running master to diff or apply through, e.g. http://127.0.0.1:8010")
-	tokenFile := fs.String("token-file", "", "with --api: file holding the master's admin token")
-	secretsDir := fs.String("secrets-dir", "", "directory of secret files for secret(\"name\")")
-	dryRun := fs.Bool("dry-run", false, "apply: show the plan without applying it")
+	secretsDir := fs.String("secrets-dir", "", "directory of secret files for secret(\"name\") (also REGENT_SECRET_NAME variables)")
+	db, api, tokenFile, dryRun := new(string), new(string), new(string), new(bool)
+	if sub != "check" {
+		fs.StringVar(db, "db", "", "database: a SQLite file path or a postgres:// URL")
+		fs.StringVar(api, "api", "", "URL of a running master to go through, e.g. http://127.0.0.1:8010; it evaluates with its own secrets")
+		fs.StringVar(tokenFile, "token-file", "", "with --api: file holding the master's admin token")
+	}
+	if sub == "apply" {
+		fs.BoolVar(dryRun, "dry-run", false, "show the plan without applying it")
+	}
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintf(os.Stderr, "regent config %s: want exactly one configuration source (a directory or git+URL#REF:PATH)\n", sub)
 		return 2
-	}
-	if sub != "check" && sub != "diff" && sub != "apply" {
-		return fail("unknown config command %q (want check, diff or apply)", sub)
 	}
 	tmp, err := os.MkdirTemp("", "regent-config-")
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -96,6 +97,24 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 	}
 	// Parse the positional arguments alone so that fs.Args reports them.
 	fs.Parse(append([]string{"--"}, positional...))
+	return 0, true
+}
+
+// noArgs refuses positional arguments to a command that takes none.
+func noArgs(fs *flag.FlagSet) (int, bool) {
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return 2, false
+	}
+	return 0, true
+}
+
+// positive refuses a duration flag that is zero or negative.
+func positive(fs *flag.FlagSet, name string, d time.Duration) (int, bool) {
+	if d <= 0 {
+		fmt.Fprintf(os.Stderr, "%s: --%s must be positive, not %s\n", fs.Name(), name, d)
+		return 2, false
+	}
 	return 0, true
 }
 

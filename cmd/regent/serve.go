@@ -28,6 +28,12 @@ func runQuickstart(ctx context.Context, args []string) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
+	if code, ok := noArgs(fs); !ok {
+		return code
+	}
+	if code, ok := positive(fs, "poll-interval", o.PollInterval); !ok {
+		return code
+	}
 	o.Logger = newLogger(*level)
 	code, err := quickstart.Run(ctx, o)
 	if err != nil {
@@ -52,6 +58,15 @@ func runMaster(ctx context.Context, args []string) int {
 	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for the services of this master to move to others")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if code, ok := noArgs(fs); !ok {
+		return code
+	}
+	if code, ok := positive(fs, "worker-ttl", *ttl); !ok {
+		return code
+	}
+	if code, ok := positive(fs, "ttl", *clusterTTL); !ok {
 		return code
 	}
 	log := newLogger(*level)
@@ -113,6 +128,9 @@ func runWorker(ctx context.Context, args []string) int {
 	maxBuilds := fs.Int("max-builds", 0, "builds to run at once (default 1)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if code, ok := noArgs(fs); !ok {
 		return code
 	}
 	if *masters == "" || *name == "" || *pwFile == "" || *basedir == "" {
