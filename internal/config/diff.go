@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -155,7 +156,10 @@ func changedFields[T any](o, n T, password func(o, n T) bool) []string {
 	if password != nil && password(o, n) {
 		fields = append(fields, "password")
 	}
-	if bytes.Equal(canonicalJSON(o), canonicalJSON(n)) {
+	// Most objects and fields are unchanged, and then their plain
+	// encodings are already equal; the canonical one, slower, irons out
+	// empty values written differently.
+	if plain(o) == plain(n) {
 		return fields
 	}
 	ov, nv := reflect.ValueOf(o), reflect.ValueOf(n)
@@ -165,11 +169,18 @@ func changedFields[T any](o, n T, password func(o, n T) bool) []string {
 		if tag == "-" || tag == "name" || tag == "pos" || tag == "" {
 			continue
 		}
-		if !bytes.Equal(canonicalJSON(ov.Field(i).Interface()), canonicalJSON(nv.Field(i).Interface())) {
+		of, nf := ov.Field(i).Interface(), nv.Field(i).Interface()
+		if plain(of) != plain(nf) && !bytes.Equal(canonicalJSON(of), canonicalJSON(nf)) {
 			fields = append(fields, tag)
 		}
 	}
 	return fields
+}
+
+// plain is the JSON encoding of v.
+func plain(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 // Empty reports whether the plan changes nothing.

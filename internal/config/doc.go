@@ -58,9 +58,16 @@
 // rsplit, splitlines and extend are rewritten into calls of guarded
 // built-ins that check the size of the result first (see rewrite.go). As a
 // last resort, an evaluation during which the heap of the process grows by
-// more than Options.MaxHeapBytes is stopped. The state a configuration declares is
-// bounded as well: objects, steps per builder, steps in all, workers
-// selected by tags.
+// more than Options.MaxHeapBytes is stopped. The state a configuration
+// declares is bounded as well: objects, steps per builder, steps in all,
+// workers selected by tags.
+//
+// Some built-ins still cannot be interrupted once called (hashing a tuple
+// that shares its parts sixty levels deep takes forever), so [Load]
+// evaluates in a child process, the running executable started again in
+// evaluator mode by this package's init function, which is killed when
+// it overruns. Secrets are resolved in the calling process and never
+// reach the child. Options.InProcess and [LoadFS] evaluate in process.
 //
 // # Validation
 //

@@ -47,12 +47,12 @@ var errTooDeep = fmt.Errorf("the value is nested more than %d levels deep", maxD
 // computation. If stopping takes longer than a short grace period, the
 // caller gets its answer and the goroutine ends, unobserved, as soon as
 // the built-in returns to the cancelled interpreter.
-func (ev *evaluator) supervise(ctx context.Context) (*State, error) {
+func (ev *evaluator) supervise(ctx context.Context) (outcome, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("evaluate configuration: %w", err)
+		return outcome{}, fmt.Errorf("evaluate configuration: %w", err)
 	}
 	type result struct {
-		st  *State
+		out outcome
 		err error
 	}
 	done := make(chan result, 1)
@@ -65,32 +65,34 @@ func (ev *evaluator) supervise(ctx context.Context) (*State, error) {
 				done <- result{err: fmt.Errorf("evaluate configuration: %w: %v\n%s", errInternal, r, debug.Stack())}
 			}
 		}()
-		st, err := ev.evaluate()
-		done <- result{st, err}
+		out := ev.run()
+		out.Prints = ev.takePrints()
+		done <- result{out: out}
 	}()
 
 	timeout := time.NewTimer(ev.opts.Timeout)
 	defer timeout.Stop()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	stop := func(reason string) (*State, error) {
+	stop := func(reason string) (outcome, error) {
 		ev.thread.Cancel(reason)
 		select {
 		case r := <-done:
-			return r.st, r.err
+			return r.out, r.err
 		case <-time.After(500 * time.Millisecond):
 			ev.abandoned.Store(true)
-			return nil, Errors{{Pos: Pos{File: EntryFile}, Msg: "evaluation stopped: " + reason}}
+			return outcome{Errors: Errors{{Pos: Pos{File: EntryFile}, Msg: "evaluation stopped: " + reason}},
+				Prints: ev.takePrints()}, nil
 		}
 	}
 	for {
 		select {
 		case r := <-done:
-			return r.st, r.err
+			return r.out, r.err
 		case <-ctx.Done():
 			ev.abandoned.Store(true)
 			ev.thread.Cancel("the evaluation was cancelled")
-			return nil, fmt.Errorf("evaluate configuration: %w", ctx.Err())
+			return outcome{}, fmt.Errorf("evaluate configuration: %w", ctx.Err())
 		case <-timeout.C:
 			return stop(fmt.Sprintf("the evaluation took longer than %v", ev.opts.Timeout))
 		case <-tick.C:
@@ -100,6 +102,15 @@ func (ev *evaluator) supervise(ctx context.Context) (*State, error) {
 			}
 		}
 	}
+}
+
+// takePrints returns the print() output so far and forgets it.
+func (ev *evaluator) takePrints() []printed {
+	ev.printMu.Lock()
+	defer ev.printMu.Unlock()
+	p := ev.prints
+	ev.prints = nil
+	return p
 }
 
 // heapBytes is the size of the heap objects of the process, live or not

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -242,5 +243,51 @@ f()
 				t.Fatalf("got %s\nwant it to contain %s", msg, tt.want)
 			}
 		})
+	}
+}
+
+// TestIsolation checks what only the evaluator process can stop: a single
+// built-in call that would run for ages, here hashing a tuple whose parts
+// are shared sixty times over.
+func TestIsolation(t *testing.T) {
+	t.Parallel()
+	dir := writeFiles(t, map[string]string{"regent.star": `def bomb():
+    t = ()
+    for i in range(60):
+        t = (t, t)
+    return {t: 1}
+x = bomb()
+`})
+	start := time.Now()
+	_, err := Load(context.Background(), dir, Options{Timeout: time.Second})
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("stopped after %v, want within seconds", elapsed)
+	}
+	want := "regent.star: evaluation stopped: the evaluation took longer than 1s"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+}
+
+// TestIsolatedMatchesInProcess checks that both ways of evaluating give the
+// same state, passwords included.
+func TestIsolatedMatchesInProcess(t *testing.T) {
+	t.Parallel()
+	dirs, _ := filepath.Glob("testdata/examples/*")
+	for _, dir := range dirs {
+		child, err := Load(context.Background(), dir, Options{Secrets: exampleSecrets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		here, err := Load(context.Background(), dir, Options{Secrets: exampleSecrets, InProcess: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(child, here) {
+			t.Errorf("%s: the evaluator process and this one give different states", dir)
+		}
+		if here.Workers[0].Password == "" {
+			t.Errorf("%s: no password", dir)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,8 +46,15 @@ type Options struct {
 	// hoard memory, not an accounting. Zero means DefaultMaxHeapBytes.
 	MaxHeapBytes uint64
 	// Print receives the output of the configuration's print() calls,
-	// with their position. Nil discards it.
+	// with their position, once the evaluation has ended. Nil discards
+	// it.
 	Print func(pos Pos, msg string)
+	// InProcess makes Load evaluate in the calling process instead of a
+	// child process. It is faster, but a few Starlark built-ins cannot be
+	// interrupted: a hostile configuration can then keep a goroutine
+	// busy long after Load has returned. LoadFS always evaluates in
+	// process.
+	InProcess bool
 }
 
 // withDefaults fills zero fields with their defaults.
@@ -71,7 +79,16 @@ func (o Options) withDefaults() Options {
 // line and column. Other errors (an unreadable root, a cancelled context)
 // are returned wrapped. Evaluation reads only files under root and is
 // deterministic: the same files and secrets give the same state.
+//
+// Unless Options.InProcess is set, the configuration is evaluated in a
+// child process, the running executable started again (see isolate.go),
+// so that no configuration can keep this process busy or exhaust its
+// memory; secrets are resolved in this process.
 func Load(ctx context.Context, root string, opts Options) (*State, error) {
+	opts = opts.withDefaults()
+	if !opts.InProcess {
+		return loadIsolated(ctx, root, opts)
+	}
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return nil, fmt.Errorf("open configuration root: %w", err)
@@ -84,8 +101,14 @@ func Load(ctx context.Context, root string, opts Options) (*State, error) {
 // regent.star. Positions in errors are paths within fsys.
 func LoadFS(ctx context.Context, fsys fs.FS, opts Options) (*State, error) {
 	opts = opts.withDefaults()
-	ev := newEvaluator(fsys, opts)
-	return ev.supervise(ctx)
+	out, err := newEvaluator(fsys, opts).supervise(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range out.Prints {
+		opts.Print(p.Pos, p.Msg)
+	}
+	return out.finish(opts.Secrets)
 }
 
 // evaluator holds the state of one evaluation: the Starlark thread, the
@@ -107,8 +130,11 @@ type evaluator struct {
 	dropped int // problems found beyond maxErrors
 
 	// abandoned is set when Load has returned without waiting for the
-	// evaluation to end: from then on it calls back nothing of Options.
+	// evaluation to end: there is no point in validating it then.
 	abandoned atomic.Bool
+
+	printMu sync.Mutex
+	prints  []printed // print() output, up to maxErrors lines
 }
 
 // module is the outcome of executing one file.
@@ -151,29 +177,26 @@ func newEvaluator(fsys fs.FS, opts Options) *evaluator {
 	return ev
 }
 
-// evaluate runs the entry file and, if it ran, validates what it declared.
-func (ev *evaluator) evaluate() (*State, error) {
+// run runs the entry file and, if it ran, validates what it declared.
+func (ev *evaluator) run() outcome {
 	if _, err := fs.Stat(ev.fsys, EntryFile); err != nil {
-		return nil, Errors{{Pos: Pos{File: EntryFile},
-			Msg: "no " + EntryFile + " at the configuration root: it is the file evaluation starts from"}}
+		return outcome{Errors: Errors{{Pos: Pos{File: EntryFile},
+			Msg: "no " + EntryFile + " at the configuration root: it is the file evaluation starts from"}}}
 	}
 	_, err := ev.exec(EntryFile)
 	if err != nil && !errors.Is(err, errReported) {
 		ev.errs = append(ev.errs, ev.convertError(err)...)
 	}
+	var out outcome
 	if err == nil && !ev.abandoned.Load() {
 		ev.validate()
-		ev.resolveSecrets()
+		out.Secrets = ev.secretUses()
 	}
-	if len(ev.errs) > 0 {
-		errs := ev.errs.sort()
-		if ev.dropped > 0 {
-			errs = append(errs, &Error{Pos: Pos{File: EntryFile},
-				Msg: fmt.Sprintf("and %d more problems, not shown", ev.dropped)})
-		}
-		return nil, errs
+	out.Errors, out.Dropped = ev.errs, ev.dropped
+	if len(ev.errs) == 0 {
+		out.State = ev.state()
 	}
-	return ev.state(), nil
+	return out
 }
 
 // exec parses, compiles and runs the file at p, caching the outcome.
@@ -281,10 +304,15 @@ func modulePath(name string) (string, error) {
 	return p, nil
 }
 
-// print forwards print() output to Options.Print.
+// print keeps print() output for Options.Print.
 func (ev *evaluator) print(th *starlark.Thread, msg string) {
-	if ev.opts.Print != nil && !ev.abandoned.Load() {
-		ev.opts.Print(ev.callerPos(th), msg)
+	if ev.opts.Print == nil {
+		return
+	}
+	ev.printMu.Lock()
+	defer ev.printMu.Unlock()
+	if len(ev.prints) < maxErrors {
+		ev.prints = append(ev.prints, printed{Pos: ev.callerPos(th), Msg: msg})
 	}
 }
 

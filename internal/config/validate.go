@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -181,51 +180,26 @@ func (ev *evaluator) checkScheduler(cat *catalog, s *Scheduler) {
 	}
 }
 
-// resolveSecrets fills worker passwords given as secrets and checks that
-// the secrets of steps and builders exist, without keeping their values.
-func (ev *evaluator) resolveSecrets() {
-	values := map[string]string{}
-	lookup := func(ref *secretValue) (string, bool) {
-		if v, ok := values[ref.name]; ok {
-			return v, true
-		}
-		if ev.opts.Secrets == nil {
-			ev.errorf(ref.pos, kindSecret, ref.name, "no secret provider is configured "+
-				"(give the master a secrets directory or REGENT_SECRET_* variables)")
-			return "", false
-		}
-		v, err := ev.opts.Secrets.Secret(ref.name)
-		switch {
-		case errors.Is(err, ErrSecretNotFound):
-			ev.errorf(ref.pos, kindSecret, ref.name, "not found by the secret provider")
-			return "", false
-		case err != nil:
-			ev.errorf(ref.pos, kindSecret, ref.name, "cannot be read: %v", err)
-			return "", false
-		}
-		values[ref.name] = v
-		return v, true
-	}
+// secretUses lists the secret() references the declared objects use:
+// worker passwords, then builder and step env values.
+func (ev *evaluator) secretUses() []secretUse {
+	var out []secretUse
 	for _, d := range ev.decl.workers {
-		if d.secret == nil {
-			continue
+		if d.secret != nil {
+			out = append(out, secretUse{Name: d.secret.name, Pos: d.secret.pos, Worker: d.w.Name})
 		}
-		v, ok := lookup(d.secret)
-		if ok && v == "" {
-			ev.errorf(d.secret.pos, kindSecret, d.secret.name, "is empty; a worker password cannot be empty")
-		}
-		d.w.Password = v
 	}
 	for _, d := range ev.decl.builders {
 		for _, ref := range d.secrets {
-			lookup(ref)
+			out = append(out, secretUse{Name: ref.name, Pos: ref.pos})
 		}
 		for _, s := range d.steps {
 			for _, ref := range s.secrets {
-				lookup(ref)
+				out = append(out, secretUse{Name: ref.name, Pos: ref.pos})
 			}
 		}
 	}
+	return out
 }
 
 // keys returns the names of a catalog map, sorted.
