@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 // own connections, as a separate process would have), member and
 // supervisor.
 type node struct {
-	t      *testing.T
+	t      testing.TB
 	name   string
 	st     *store.Store
 	member *cluster.Member
@@ -54,7 +54,7 @@ type nodeOptions struct {
 
 // startNode opens a store on dsn and starts a member and a supervisor
 // named name; both stop when the test ends.
-func startNode(t *testing.T, dsn, name string, o nodeOptions) *node {
+func startNode(t testing.TB, dsn, name string, o nodeOptions) *node {
 	t.Helper()
 	n, err := tryStartNode(t, dsn, name, o)
 	if err != nil {
@@ -63,7 +63,7 @@ func startNode(t *testing.T, dsn, name string, o nodeOptions) *node {
 	return n
 }
 
-func tryStartNode(t *testing.T, dsn, name string, o nodeOptions) (*node, error) {
+func tryStartNode(t testing.TB, dsn, name string, o nodeOptions) (*node, error) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, dsn)
@@ -118,7 +118,7 @@ func (n *node) supervising() bool {
 
 // applyRepos applies a generation with a polled repository per name, each
 // pinned to the masters carrying tags.
-func applyRepos(t *testing.T, st *store.Store, tags []string, names ...string) {
+func applyRepos(t testing.TB, st *store.Store, tags []string, names ...string) {
 	t.Helper()
 	pins := map[string][]string{}
 	for _, name := range names {
@@ -129,7 +129,7 @@ func applyRepos(t *testing.T, st *store.Store, tags []string, names ...string) {
 
 // applyTagged applies a generation with a polled repository per key of
 // pins, pinned to the masters carrying its tags.
-func applyTagged(t *testing.T, st *store.Store, pins map[string][]string) {
+func applyTagged(t testing.TB, st *store.Store, pins map[string][]string) {
 	t.Helper()
 	var state config.State
 	for _, name := range slices.Sorted(maps.Keys(pins)) {
@@ -142,7 +142,7 @@ func applyTagged(t *testing.T, st *store.Store, pins map[string][]string) {
 }
 
 // owners returns the owner of each service by name, "" for none.
-func owners(t *testing.T, st *store.Store) map[string]string {
+func owners(t testing.TB, st *store.Store) map[string]string {
 	t.Helper()
 	svs, err := st.Services(context.Background(), false)
 	if err != nil {
@@ -159,7 +159,7 @@ func owners(t *testing.T, st *store.Store) map[string]string {
 }
 
 // waitFor polls cond until it holds, failing t after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -171,7 +171,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 // dbHost returns the host:port of the database of dsn.
-func dbHost(t *testing.T, dsn string) string {
+func dbHost(t testing.TB, dsn string) string {
 	t.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -181,7 +181,7 @@ func dbHost(t *testing.T, dsn string) string {
 }
 
 // viaProxy returns dsn with its host replaced by addr.
-func viaProxy(t *testing.T, dsn, addr string) string {
+func viaProxy(t testing.TB, dsn, addr string) string {
 	t.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil {
