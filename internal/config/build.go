@@ -16,6 +16,7 @@ func (ev *evaluator) state() *State {
 	for _, r := range d.repos {
 		r := *r
 		r.Branches = sortedSet(r.Branches)
+		r.Tags = sortedSet(r.Tags)
 		r.Masters = sortedSet(r.Masters)
 		st.Repos = append(st.Repos, r)
 	}

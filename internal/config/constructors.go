@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -16,6 +17,9 @@ type declarations struct {
 	builders   []*builderDecl
 	schedulers []*Scheduler
 	locks      []*Lock
+	// secrets are the secret() references of repositories, checked like
+	// those of steps.
+	secrets []*secretValue
 	// broken holds "kind\x00name" of objects whose constructor call was
 	// refused outright: references to them are not reported again.
 	broken map[string]bool
@@ -51,12 +55,14 @@ func (c *call) refused() (starlark.Value, error) {
 }
 
 // gitRepo implements git_repo(name, url, branches=["main"],
-// poll_interval="1m", masters=[]).
+// poll_interval="1m", masters=[], tags=[], webhook_secret=None,
+// credentials=None).
 func (ev *evaluator) gitRepo(th *starlark.Thread, fn *starlark.Builtin,
 	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var name, url, branches, poll, masters starlark.Value
+	var name, url, branches, poll, masters, tags, hookSecret, creds starlark.Value
 	c, ok, err := ev.begin(th, fn, kindRepo, args, kwargs, "name", &name, "url", &url,
-		"branches?", &branches, "poll_interval?", &poll, "masters?", &masters)
+		"branches?", &branches, "poll_interval?", &poll, "masters?", &masters, "tags?", &tags,
+		"webhook_secret?", &hookSecret, "credentials?", &creds)
 	if err != nil || !ok {
 		return c.refusedOr(err)
 	}
@@ -68,11 +74,14 @@ func (ev *evaluator) gitRepo(th *starlark.Thread, fn *starlark.Builtin,
 		}
 	}
 	r.Branches = c.strings("branches", branches, []string{"main"}, checkBranch)
-	if given(branches) && starlark.Len(branches) == 0 {
-		c.errorf("branches: list at least one branch to watch")
+	r.Tags = c.strings("tags", tags, nil, checkTagPattern)
+	if given(branches) && starlark.Len(branches) == 0 && len(r.Tags) == 0 {
+		c.errorf("branches: list at least one branch or tag to watch")
 	}
 	r.PollInterval = c.duration("poll_interval", poll, "1m", time.Second, true)
 	r.Masters = c.strings("masters", masters, nil, checkName)
+	r.WebhookSecret = c.secretName("webhook_secret", hookSecret)
+	r.Credentials = c.secretName("credentials", creds)
 	ev.decl.repos = append(ev.decl.repos, r)
 	return &entity{kind: kindRepo, name: r.Name}, nil
 }
@@ -95,6 +104,32 @@ func checkURL(u string) error {
 		return fmt.Errorf("%q starts with '-', which git would read as an option", u)
 	case strings.ContainsFunc(u, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 		return fmt.Errorf("%q holds spaces or control characters", u)
+	}
+	return nil
+}
+
+// secretName converts an optional argument that must be a secret()
+// reference, recording it to be checked, and returns the secret's name.
+func (c *call) secretName(field string, v starlark.Value) string {
+	if !given(v) {
+		return ""
+	}
+	s, ok := v.(*secretValue)
+	if !ok {
+		c.errorf(`%s: want secret("name"), got %s; a value written in the configuration `+
+			`would be stored with it`, field, v.Type())
+		return ""
+	}
+	c.ev.decl.secrets = append(c.ev.decl.secrets, s)
+	return s.name
+}
+
+// checkTagPattern says what is wrong with a git tag name or pattern, if
+// anything.
+func checkTagPattern(p string) error {
+	if _, err := path.Match(p, ""); err != nil || p == "" || len(p) > 255 || strings.HasPrefix(p, "-") ||
+		strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f || r == ':' }) {
+		return fmt.Errorf("%q is not a valid tag name or pattern", p)
 	}
 	return nil
 }
@@ -146,13 +181,15 @@ func (ev *evaluator) worker(th *starlark.Thread, fn *starlark.Builtin,
 const tagPrefix = "tag:"
 
 // builder implements builder(name, workers, steps, env={}, properties={},
-// tags=[], description="", previous_names=[], retry_lost=False, locks=[]).
+// tags=[], description="", previous_names=[], retry_lost=False, locks=[],
+// collapse_requests=False).
 func (ev *evaluator) builder(th *starlark.Thread, fn *starlark.Builtin,
 	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var name, workers, steps, env, props, tags, desc, prev, retry, locks starlark.Value
+	var name, workers, steps, env, props, tags, desc, prev, retry, locks, collapse starlark.Value
 	c, ok, err := ev.begin(th, fn, kindBuilder, args, kwargs, "name", &name, "workers", &workers,
 		"steps", &steps, "env?", &env, "properties?", &props, "tags?", &tags,
-		"description?", &desc, "previous_names?", &prev, "retry_lost?", &retry, "locks?", &locks)
+		"description?", &desc, "previous_names?", &prev, "retry_lost?", &retry, "locks?", &locks,
+		"collapse_requests?", &collapse)
 	if err != nil || !ok {
 		return c.refusedOr(err)
 	}
@@ -174,6 +211,7 @@ func (ev *evaluator) builder(th *starlark.Thread, fn *starlark.Builtin,
 	d.b.PreviousNames = c.strings("previous_names", prev, nil, checkName)
 	d.b.RetryLost = c.boolean("retry_lost", retry, false)
 	d.b.Locks = c.refs("locks", locks, kindLock)
+	d.b.CollapseRequests = c.boolean("collapse_requests", collapse, false)
 	d.b.Steps = c.nameSteps(d.steps)
 	ev.decl.builders = append(ev.decl.builders, d)
 	return &entity{kind: kindBuilder, name: d.b.Name}, nil

@@ -30,6 +30,14 @@ func TestConstructors(t *testing.T) {
 		{"git_repo webhook only", `git_repo("app", "https://h/app.git", poll_interval = None)`, func(t *testing.T, st *State) {
 			eq(t, st.Repos[0].PollInterval, Duration(0))
 		}},
+		{"git_repo tags and secrets", `git_repo("app", "https://h/app.git", branches = [], tags = ["v*", "latest"],
+    webhook_secret = secret("token"), credentials = secret("worker-pw"))`, func(t *testing.T, st *State) {
+			r := st.Repos[0]
+			eq(t, r.Branches, []string(nil))
+			eq(t, r.Tags, []string{"latest", "v*"})
+			eq(t, r.WebhookSecret, "token")
+			eq(t, r.Credentials, "worker-pw")
+		}},
 		{"worker defaults", `worker("w", "pw")`, func(t *testing.T, st *State) {
 			eq(t, st.Workers, []Worker{{Name: "w", Password: "pw", MaxBuilds: 1, Pos: Pos{"regent.star", 1, 1}}})
 		}},
@@ -62,6 +70,7 @@ builder(
     previous_names = ["old-b", "older-b"],
     retry_lost = True,
     locks = ["db"],
+    collapse_requests = True,
 )`, func(t *testing.T, st *State) {
 			b := st.Builders[0]
 			eq(t, b.Workers, []string{"w1", "w2", "w3"})
@@ -73,6 +82,7 @@ builder(
 			eq(t, b.PreviousNames, []string{"old-b", "older-b"})
 			eq(t, b.RetryLost, true)
 			eq(t, b.Locks, []string{"db"})
+			eq(t, b.CollapseRequests, true)
 			eq(t, b.Pos, Pos{"regent.star", 6, 1})
 		}},
 		{"builder takes a single worker", prelude + `builder("b", w1, [step.shell("make")])`, func(t *testing.T, st *State) {
@@ -89,12 +99,13 @@ builder(
 		}},
 		{"step.shell full", prelude + `lock("l")
 builder("b", [w1], [step.shell("./run.sh", name = "run it", timeout = "1h", no_output_timeout = "2m",
-    env = {"X": "y", "T": secret("token")}, workdir = "sub/dir", halt_on_failure = False, locks = ["l"])])`,
+    env = {"X": "y", "T": secret("token")}, workdir = "sub/dir", halt_on_failure = False, locks = ["l"],
+    set_property = "version")])`,
 			func(t *testing.T, st *State) {
 				eq(t, st.Builders[0].Steps, []Step{{Kind: StepShell, Name: "run it", Command: "./run.sh",
 					Timeout: Duration(time.Hour), NoOutputTimeout: Duration(2 * time.Minute),
 					Env: map[string]string{"X": "y"}, SecretEnv: map[string]string{"T": "token"},
-					Workdir: "sub/dir", Locks: []string{"l"}, Pos: Pos{"regent.star", 4, 21}}})
+					Workdir: "sub/dir", Locks: []string{"l"}, SetProperty: "version", Pos: Pos{"regent.star", 4, 21}}})
 			}},
 		{"step names derived and numbered", prelude + `builder("b", [w1], [
     step.shell("make"), step.shell("make"), step.shell("go build ./..."),
@@ -161,6 +172,12 @@ scheduler.cron("daily", ["b"], cron = "@daily")`, func(t *testing.T, st *State) 
 scheduler.periodic("hourly", ["b"], interval = "1h")`, func(t *testing.T, st *State) {
 			eq(t, st.Schedulers[0].Interval, Duration(time.Hour))
 			eq(t, st.Schedulers[0].Kind, SchedulerPeriodic)
+		}},
+		{"scheduler properties", prelude + `builder("b", [w1], [step.shell("make")])
+scheduler.periodic("hourly", ["b"], interval = "1h", properties = {"nightly": True})
+scheduler.triggerable("t", ["b"], properties = {"n": 2})`, func(t *testing.T, st *State) {
+			eq(t, st.Schedulers[0].Properties, map[string]string{"nightly": "true"})
+			eq(t, st.Schedulers[1].Properties, map[string]string{"n": "2"})
 		}},
 		{"scheduler.dependent", prelude + `a = builder("a", [w1], [step.shell("make")])
 builder("b", [w1], [step.shell("make")])

@@ -7,15 +7,18 @@
 // Starlark, a small, deterministic dialect of Python, with these
 // predeclared names (the user reference is docs/configuration.md):
 //
-//	git_repo(name, url, branches=["main"], poll_interval="1m", masters=[])
+//	git_repo(name, url, branches=["main"], poll_interval="1m", masters=[],
+//	         tags=[], webhook_secret=None, credentials=None)
 //	worker(name, password, max_builds=1, tags=[])
 //	builder(name, workers, steps, env={}, properties={}, tags=[],
-//	        description="", previous_names=[], retry_lost=False, locks=[])
+//	        description="", previous_names=[], retry_lost=False, locks=[],
+//	        collapse_requests=False)
 //	lock(name, max_holders=1)
 //	secret(name)
 //	step.git(repo, name=None, workdir="", timeout="20m", halt_on_failure=True)
 //	step.shell(command, name=None, timeout="20m", no_output_timeout=None,
-//	           env={}, workdir="", halt_on_failure=True, locks=[])
+//	           env={}, workdir="", halt_on_failure=True, locks=[],
+//	           set_property=None)
 //	step.trigger(schedulers, wait=False, name=None, halt_on_failure=True)
 //	scheduler.branch(name, repo, branch, builders, tree_stable_timer=None,
 //	                 paths=[], authors=[], masters=[])
@@ -26,6 +29,7 @@
 //	scheduler.periodic(name, builders, interval, masters=[])
 //	scheduler.triggerable(name, builders)
 //	scheduler.dependent(name, upstream, builders)
+//	(every scheduler also takes properties={})
 //	param.string(name, default="", label="", required=False)
 //	param.int(name, default=0, label="", required=False)
 //	param.bool(name, default=False, label="", required=False)
@@ -88,8 +92,9 @@
 // [DirSecrets], [EnvSecrets], [ChainSecrets] or [MapSecrets]. A worker's
 // password given as a secret is resolved into [Worker.Password]; secrets
 // in env stay references ([Step.SecretEnv], [Builder.SecretEnv]) resolved
-// where the step runs. A missing secret is a positioned error. No error
-// ever holds a secret's value.
+// where the step runs, and a repository's webhook_secret and credentials
+// stay names resolved by the master when it needs them. A missing secret
+// is a positioned error. No error ever holds a secret's value.
 //
 // # Generations
 //

@@ -15,6 +15,7 @@ var update = flag.Bool("update", false, "rewrite the golden states of testdata/e
 // exampleSecrets are the secrets the examples use.
 var exampleSecrets = MapSecrets{
 	"codecov-token": "c", "linux-password": "l", "signing-key": "s", "worker-password": "w",
+	"app-webhook": "h", "git-token": "t",
 }
 
 // TestExamples evaluates each example configuration of testdata/examples

@@ -20,12 +20,15 @@ type schedArgs struct {
 	name, builders, masters                       starlark.Value
 	repo, branch, pattern, stable, paths, authors starlark.Value
 	params, cron, timezone, interval, upstream    starlark.Value
+	props                                         starlark.Value
 }
 
 // schedStart unpacks a scheduler call and converts the arguments every
-// kind has. It returns nil when the call was refused.
+// kind has: name, builders, masters when pairs has it, and properties. It
+// returns nil when the call was refused.
 func (ev *evaluator) schedStart(th *starlark.Thread, fn *starlark.Builtin, kind string, a *schedArgs,
 	args starlark.Tuple, kwargs []starlark.Tuple, pairs ...any) (*call, *Scheduler, error) {
+	pairs = append(pairs, "properties?", &a.props)
 	c, ok, err := ev.begin(th, fn, kindScheduler, args, kwargs, pairs...)
 	if err != nil {
 		return nil, nil, err
@@ -40,6 +43,7 @@ func (ev *evaluator) schedStart(th *starlark.Thread, fn *starlark.Builtin, kind 
 		c.errorf("builders: name at least one builder")
 	}
 	s.Masters = c.strings("masters", a.masters, nil, checkName)
+	s.Properties = c.properties("properties", a.props)
 	ev.decl.schedulers = append(ev.decl.schedulers, s)
 	return c, s, nil
 }
@@ -74,7 +78,8 @@ func checkPathPattern(p string) error {
 }
 
 // schedBranch implements scheduler.branch(name, repo, branch, builders,
-// tree_stable_timer=None, paths=[], authors=[], masters=[]).
+// tree_stable_timer=None, paths=[], authors=[], masters=[],
+// properties={}).
 func (ev *evaluator) schedBranch(th *starlark.Thread, fn *starlark.Builtin,
 	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
@@ -93,7 +98,7 @@ func (ev *evaluator) schedBranch(th *starlark.Thread, fn *starlark.Builtin,
 
 // schedAnyBranch implements scheduler.any_branch(name, repo, builders,
 // branch_pattern=None, tree_stable_timer=None, paths=[], authors=[],
-// masters=[]).
+// masters=[], properties={}).
 func (ev *evaluator) schedAnyBranch(th *starlark.Thread, fn *starlark.Builtin,
 	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
@@ -110,7 +115,8 @@ func (ev *evaluator) schedAnyBranch(th *starlark.Thread, fn *starlark.Builtin,
 	return schedDone(c, err)
 }
 
-// schedForce implements scheduler.force(name, builders, parameters=[]).
+// schedForce implements scheduler.force(name, builders, parameters=[],
+// properties={}).
 func (ev *evaluator) schedForce(th *starlark.Thread, fn *starlark.Builtin,
 	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
@@ -138,7 +144,7 @@ func (ev *evaluator) schedForce(th *starlark.Thread, fn *starlark.Builtin,
 }
 
 // schedCron implements scheduler.cron(name, builders, cron, timezone="UTC",
-// masters=[]).
+// masters=[], properties={}).
 func (ev *evaluator) schedCron(th *starlark.Thread, fn *starlark.Builtin,
 	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
@@ -182,7 +188,7 @@ func checkTimezone(tz string) error {
 }
 
 // schedPeriodic implements scheduler.periodic(name, builders, interval,
-// masters=[]).
+// masters=[], properties={}).
 func (ev *evaluator) schedPeriodic(th *starlark.Thread, fn *starlark.Builtin,
 	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
@@ -194,7 +200,8 @@ func (ev *evaluator) schedPeriodic(th *starlark.Thread, fn *starlark.Builtin,
 	return schedDone(c, err)
 }
 
-// schedTriggerable implements scheduler.triggerable(name, builders).
+// schedTriggerable implements scheduler.triggerable(name, builders,
+// properties={}).
 func (ev *evaluator) schedTriggerable(th *starlark.Thread, fn *starlark.Builtin,
 	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs
@@ -203,7 +210,8 @@ func (ev *evaluator) schedTriggerable(th *starlark.Thread, fn *starlark.Builtin,
 	return schedDone(c, err)
 }
 
-// schedDependent implements scheduler.dependent(name, upstream, builders).
+// schedDependent implements scheduler.dependent(name, upstream, builders,
+// properties={}).
 func (ev *evaluator) schedDependent(th *starlark.Thread, fn *starlark.Builtin,
 	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a schedArgs

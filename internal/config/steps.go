@@ -38,13 +38,13 @@ func (ev *evaluator) stepGit(th *starlark.Thread, fn *starlark.Builtin,
 
 // stepShell implements step.shell(command, name=None, timeout="20m",
 // no_output_timeout=None, env={}, workdir="", halt_on_failure=True,
-// locks=[]).
+// locks=[], set_property=None).
 func (ev *evaluator) stepShell(th *starlark.Thread, fn *starlark.Builtin,
 	args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var command, name, timeout, silence, env, workdir, halt, locks starlark.Value
+	var command, name, timeout, silence, env, workdir, halt, locks, setProp starlark.Value
 	c, ok, err := ev.begin(th, fn, kindStep, args, kwargs, "command", &command, "name?", &name,
 		"timeout?", &timeout, "no_output_timeout?", &silence, "env?", &env, "workdir?", &workdir,
-		"halt_on_failure?", &halt, "locks?", &locks)
+		"halt_on_failure?", &halt, "locks?", &locks, "set_property?", &setProp)
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +63,11 @@ func (ev *evaluator) stepShell(th *starlark.Thread, fn *starlark.Builtin,
 	s.step.NoOutputTimeout = c.duration("no_output_timeout", silence, "", time.Second, true)
 	s.step.Env, s.step.SecretEnv, s.secrets = c.env("env", env)
 	s.step.Locks = c.refs("locks", locks, kindLock)
+	if s.step.SetProperty = c.text("set_property", setProp, "", 200); s.step.SetProperty != "" {
+		if err := checkName(s.step.SetProperty); err != nil {
+			c.errorf("set_property: %v", err)
+		}
+	}
 	return s, nil
 }
 

@@ -181,13 +181,16 @@ func (ev *evaluator) checkScheduler(cat *catalog, s *Scheduler) {
 }
 
 // secretUses lists the secret() references the declared objects use:
-// worker passwords, then builder and step env values.
+// worker passwords, repository secrets, then builder and step env values.
 func (ev *evaluator) secretUses() []secretUse {
 	var out []secretUse
 	for _, d := range ev.decl.workers {
 		if d.secret != nil {
 			out = append(out, secretUse{Name: d.secret.name, Pos: d.secret.pos, Worker: d.w.Name})
 		}
+	}
+	for _, ref := range ev.decl.secrets {
+		out = append(out, secretUse{Name: ref.name, Pos: ref.pos})
 	}
 	for _, d := range ev.decl.builders {
 		for _, ref := range d.secrets {

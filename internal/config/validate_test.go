@@ -165,6 +165,17 @@ secret("bad/name")
 			`regent.star:3:54: builder "b": two steps are named "build"; a step name must be unique in its builder`,
 			`regent.star:3:87: step "z": name: " pad" is not a valid step name: use 1 to 100 printable characters, without leading or trailing spaces`,
 		}},
+		{"repository secrets and tags", map[string]string{"regent.star": `git_repo("r", "https://h/r.git", webhook_secret = "plain", tags = ["v 1"])
+git_repo("s", "https://h/s.git", credentials = secret("missing"), branches = [])
+builder("b", ["w"], [step.shell("x", set_property = "no good")])
+worker("w", "pw")
+`}, []string{
+			`regent.star:1:1: git_repo "r": tags: "v 1" is not a valid tag name or pattern`,
+			`regent.star:1:1: git_repo "r": webhook_secret: want secret("name"), got string; a value written in the configuration would be stored with it`,
+			`regent.star:2:1: git_repo "s": branches: list at least one branch or tag to watch`,
+			`regent.star:2:48: secret "missing": not found by the secret provider`,
+			`regent.star:3:22: step "x": set_property: "no good" is not a valid name: use 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+		}},
 		{"unsafe git inputs", map[string]string{"regent.star": `git_repo("r", "--upload-pack=evil", branches = ["-x", "a..b", "ok"])
 `}, []string{
 			`regent.star:1:1: git_repo "r": url: "--upload-pack=evil" starts with '-', which git would read as an option`,
