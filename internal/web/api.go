@@ -416,3 +416,44 @@ func (s *Server) getGeneration(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, g)
 }
+
+// generationDiffView answers GET config/generations/{n}/diff.
+type generationDiffView struct {
+	From int64  `json:"from"`
+	To   int64  `json:"to"`
+	Plan string `json:"plan"`
+}
+
+// diffGeneration answers what generation n changed over ?from= (by default
+// the generation before it), as `regent config diff` shows it.
+func (s *Server) diffGeneration(w http.ResponseWriter, r *http.Request) {
+	n, ok := pathID(w, r, "number")
+	if !ok {
+		return
+	}
+	from := n - 1
+	if v := r.URL.Query().Get("from"); v != "" {
+		f, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || f < 1 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("from must be a generation number, not %q", v))
+			return
+		}
+		from = f
+	}
+	g, err := s.cfg.Store.GenerationByNumber(r.Context(), n)
+	if errors.Is(err, store.ErrNotFound) {
+		err = fmt.Errorf("generation %d: %w", n, err)
+	}
+	if err != nil {
+		s.fail(w, r, "look up generation", err)
+		return
+	}
+	plan := ""
+	if from >= 1 {
+		if plan, err = s.generationDiff(r, from, g); err != nil {
+			s.fail(w, r, "compare generations", err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, generationDiffView{From: from, To: n, Plan: plan})
+}

@@ -446,3 +446,26 @@ func TestAPIActionsRefuseCrossSiteRequests(t *testing.T) {
 		}
 	}
 }
+
+func TestAPIGenerationDiff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	step := []config.Step{{Kind: config.StepShell, Name: "t", Command: "true"}}
+	workers := []config.Worker{{Name: "w", Password: "p", MaxBuilds: 1}}
+	a := e.apply(&config.State{Workers: workers, Builders: []config.Builder{{Name: "unit", Workers: []string{"w"}, Steps: step}}})
+	b := e.apply(&config.State{Workers: workers, Builders: []config.Builder{
+		{Name: "unit-tests", PreviousNames: []string{"unit"}, Workers: []string{"w"}, Steps: step},
+		{Name: "lint", Workers: []string{"w"}, Steps: step}}})
+	d := e.getJSON(fmt.Sprintf("/api/v1/config/generations/%d/diff", b.Number), http.StatusOK)
+	plan, _ := d["plan"].(string)
+	if fmt.Sprint(d["from"]) != fmt.Sprint(a.Number) || fmt.Sprint(d["to"]) != fmt.Sprint(b.Number) ||
+		!strings.Contains(plan, "+ builder lint") || !strings.Contains(plan, "unit-tests") {
+		t.Fatalf("diff %d..%d = %v", a.Number, b.Number, d)
+	}
+	back := e.getJSON(fmt.Sprintf("/api/v1/config/generations/%d/diff?from=%d", a.Number, b.Number), http.StatusOK)
+	if p, _ := back["plan"].(string); !strings.Contains(p, "- builder lint") {
+		t.Fatalf("diff back = %v, want lint removed", back)
+	}
+	e.getJSON(fmt.Sprintf("/api/v1/config/generations/%d/diff?from=x", b.Number), http.StatusBadRequest)
+	e.getJSON(fmt.Sprintf("/api/v1/config/generations/%d/diff?from=99", b.Number), http.StatusNotFound)
+}

@@ -157,6 +157,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 		{"GET", p + "/workers/{name}", s.getWorker},
 		{"GET", p + "/config/generations", s.listGenerations},
 		{"GET", p + "/config/generations/{number}", s.getGeneration},
+		{"GET", p + "/config/generations/{number}/diff", s.diffGeneration},
 		{"POST", p + "/config/apply", s.admin(s.applyConfig)},
 		{"POST", p + "/hooks/github", s.hook("github")},
 		{"POST", p + "/hooks/gitlab", s.hook("gitlab")},
