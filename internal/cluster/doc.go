@@ -48,7 +48,10 @@
 //
 // A master that was paused (SIGSTOP) cannot stop anything while it is
 // paused; when it resumes, its writes may run before its own timer fires.
-// Fencing tokens cover that case.
+// Fencing tokens cover that case. So do they when a master's session
+// alone is cut while the master lives: the supervisor takes that for a
+// crash and moves its services at once, and the master fences itself as
+// soon as its session reports the loss.
 //
 // # Services, leases and fencing tokens
 //

@@ -271,6 +271,14 @@ builder(name = "unit-tests", previous_names = ["unit"], workers = [w1], steps = 
 	if live := c.live(m1); len(live) != 2 || live["m2"].State != "alive" {
 		t.Errorf("live masters %+v, want m1 and m2 alive", live)
 	}
+
+	// Names are unique among live masters: a second m1 refuses to start.
+	twin := procs.Start(t, procs.Spec{Name: "twin", Path: procs.Regent(t), Args: []string{"master",
+		"--db", c.db, "--name", "m1", "--listen", freeAddr(t), "--data-dir", t.TempDir()}})
+	if err := twin.Wait(30 * time.Second); twin.ExitCode() != 2 ||
+		!strings.Contains(twin.Stderr(), "master name in use") {
+		t.Errorf("a second master named m1: %v, exit %d\n%s", err, twin.ExitCode(), twin.Stderr())
+	}
 }
 
 // Must-show 6: ten pollers over three masters, none owning more than four
