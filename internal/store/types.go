@@ -33,7 +33,7 @@ type Worker struct {
 	MaxBuilds         int        `json:"max_builds"`
 	Tags              []string   `json:"tags"`
 	State             string     `json:"state"`
-	Master            string     `json:"master,omitempty"`
+	Master            string     `json:"master"`
 	LastSeen          *time.Time `json:"last_seen"`
 	RunningBuilds     int        `json:"running_builds"`
 	RetiredGeneration *int64     `json:"retired_generation"`
@@ -86,7 +86,7 @@ type Buildset struct {
 	ID         int64             `json:"id"`
 	Reason     string            `json:"reason"`
 	Scheduler  string            `json:"scheduler"`
-	ChangeID   *int64            `json:"change_id"`
+	ChangeID   *int64            `json:"change"`
 	Properties map[string]string `json:"properties"`
 	Generation int64             `json:"generation"`
 	CreatedAt  time.Time         `json:"created_at"`
@@ -104,7 +104,7 @@ const (
 // BuildRequest asks for one build of one builder.
 type BuildRequest struct {
 	ID          int64      `json:"id"`
-	BuildsetID  int64      `json:"buildset_id"`
+	BuildsetID  int64      `json:"buildset"`
 	Builder     string     `json:"builder"`
 	State       string     `json:"state"`
 	Reason      string     `json:"reason"`
@@ -127,7 +127,7 @@ type Build struct {
 	BuildsetID int64             `json:"buildset"`
 	State      string            `json:"state"`
 	Result     *string           `json:"result"`
-	Reason     string            `json:"reason,omitempty"`
+	Reason     string            `json:"reason"`
 	Properties map[string]string `json:"properties"`
 	RetryOf    *int64            `json:"retry_of"`
 	Worker     *string           `json:"worker"`
@@ -139,12 +139,12 @@ type Build struct {
 
 // Step is one step of a build as stored.
 type Step struct {
-	BuildID    int64      `json:"build_id"`
+	BuildID    int64      `json:"build"`
 	Number     int        `json:"number"`
 	Name       string     `json:"name"`
 	State      string     `json:"state"`
 	Result     *string    `json:"result"`
-	Reason     string     `json:"reason,omitempty"`
+	Reason     string     `json:"reason"`
 	LogSize    int64      `json:"log_size"`
 	StartedAt  *time.Time `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at"`
