@@ -42,7 +42,8 @@ func FuzzLoad(f *testing.F) {
 				t.Fatalf("got %v, want Errors", err)
 			}
 			for _, e := range errs {
-				if e.Pos.File == "" || e.Msg == "" || strings.Contains(e.Error(), "s3cr3t-v4lue") {
+				leaked := strings.Contains(e.Error(), "s3cr3t-v4lue") && !strings.Contains(src, "s3cr3t-v4lue")
+				if e.Pos.File == "" || e.Msg == "" || leaked {
 					t.Fatalf("malformed error %q", e.Error())
 				}
 			}
