@@ -423,8 +423,9 @@ func TestAPIActionsRefuseCrossSiteRequests(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.apply(&config.State{
-		Workers:  []config.Worker{{Name: "w", Password: "p", MaxBuilds: 1}},
-		Builders: []config.Builder{{Name: "app", Workers: []string{"w"}, Steps: []config.Step{{Kind: config.StepShell, Name: "t", Command: "true"}}}},
+		Workers:    []config.Worker{{Name: "w", Password: "p", MaxBuilds: 1}},
+		Builders:   []config.Builder{{Name: "app", Workers: []string{"w"}, Steps: []config.Step{{Kind: config.StepShell, Name: "t", Command: "true"}}}},
+		Schedulers: []config.Scheduler{{Name: "force", Kind: config.SchedulerForce, Builders: []string{"app"}}},
 	})
 	cases := []struct {
 		name   string
