@@ -13,6 +13,7 @@ import (
 	"github.com/regent-ci/regent/internal/quickstart"
 	"github.com/regent-ci/regent/internal/store"
 	"github.com/regent-ci/regent/internal/worker"
+	"github.com/regent-ci/regent/internal/workerapi"
 )
 
 func runQuickstart(ctx context.Context, args []string) int {
@@ -52,6 +53,8 @@ func runMaster(ctx context.Context, args []string) int {
 	secretsDir := fs.String("secrets-dir", "", "directory of secret files for secret(\"name\") (also REGENT_SECRET_NAME variables)")
 	dataDir := fs.String("data-dir", "", "directory for caches such as git mirrors")
 	ttl := fs.Duration("worker-ttl", 30*time.Second, "how long a silent worker counts as alive")
+	maxStepLog := fs.Int64("max-step-log", workerapi.DefaultMaxStepLog, "most bytes of output stored per step; "+
+		"output past it is dropped after a marker line while the step runs on")
 	roles := fs.String("roles", "web,dispatch,services", "comma-separated roles: web (UI and REST API), dispatch (worker API), services (pollers, schedulers, configuration watcher, housekeeping)")
 	tags := fs.String("tags", "", "comma-separated tags; the configuration pins services to masters with masters = [tags]")
 	clusterTTL := fs.Duration("ttl", 10*time.Second, "time-to-live: a master silent that long is dead and its services move (use the same value on every master)")
@@ -87,7 +90,7 @@ func runMaster(ctx context.Context, args []string) int {
 	defer st.Close()
 	m, err := master.New(master.Config{Store: st, Name: *name, Listen: *listen,
 		ConfigSource: *source, Secrets: secretProvider(*secretsDir), AdminToken: token,
-		DataDir: *dataDir, WorkerTTL: *ttl, Version: version, Logger: log,
+		DataDir: *dataDir, WorkerTTL: *ttl, MaxStepLog: *maxStepLog, Version: version, Logger: log,
 		Roles: splitList(*roles), Tags: splitList(*tags), TTL: *clusterTTL, DrainTimeout: *drain})
 	if err != nil {
 		return fail("%v", err)

@@ -46,6 +46,9 @@ type Config struct {
 	WorkerTTL time.Duration
 	// PollTimeout is how long a worker's poll is held; default 25s.
 	PollTimeout time.Duration
+	// MaxStepLog is the most output bytes stored per step;
+	// workerapi.DefaultMaxStepLog when zero.
+	MaxStepLog int64
 	// WatchInterval is how often the configuration source is read;
 	// default 2s.
 	WatchInterval time.Duration
@@ -324,7 +327,8 @@ func (m *Master) drain() {
 
 func (m *Master) handler() (http.Handler, error) {
 	wa, err := workerapi.NewServer(workerapi.ServerConfig{Store: m.cfg.Store, Master: m.cfg.Name,
-		Wake: m.requests, PollTimeout: m.cfg.PollTimeout, Logger: m.log})
+		Wake: m.requests, PollTimeout: m.cfg.PollTimeout, MaxStepLog: m.cfg.MaxStepLog,
+		Logger: m.log})
 	if err != nil {
 		return nil, err
 	}
