@@ -31,6 +31,11 @@ func ReadFiles(root string) (map[string]string, error) {
 		if d.IsDir() || !strings.HasSuffix(d.Name(), ".star") {
 			return nil
 		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			// Load refuses links that lead outside the root; refuse all
+			// here so that a sent configuration is what Load would read.
+			return fmt.Errorf("%s is a symbolic link; send the file itself", p)
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return err
