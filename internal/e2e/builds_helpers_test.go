@@ -28,6 +28,7 @@ type farm struct {
 	secrets string
 	args    []string
 	masters []*farmMaster
+	started []*procs.Proc // every worker process, in order
 }
 
 // farmMaster is one master of a farm; a restart keeps its name and
@@ -117,9 +118,11 @@ func (f *farm) worker(name, basedir string, masters ...int) *procs.Proc {
 // workerVia starts the named worker against the given master URLs.
 func (f *farm) workerVia(name, basedir string, urls ...string) *procs.Proc {
 	f.t.Helper()
-	return procs.Start(f.t, procs.Spec{Name: "worker-" + name, Path: procs.Regent(f.t), Args: []string{
+	p := procs.Start(f.t, procs.Spec{Name: "worker-" + name, Path: procs.Regent(f.t), Args: []string{
 		"worker", "--master", strings.Join(urls, ","), "--name", name,
 		"--password-file", filepath.Join(f.secrets, name), "--basedir", basedir}})
+	f.started = append(f.started, p)
+	return p
 }
 
 // forceOn forces a build of builder through master i and returns the
