@@ -1,10 +1,3 @@
-// Package schedule turns changes and force requests into buildsets.
-//
-// Schedulers are driven by the changes table, not by callbacks: each keeps
-// a durable cursor (the last change it considered), so a change recorded
-// just before a master dies is still scheduled by whichever master runs
-// the scheduler next, and a buildset per change and scheduler is unique in
-// the database, so however many masters see a change it is built once.
 package schedule
 
 import (
@@ -13,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -32,16 +24,29 @@ type Config struct {
 	// Interval is how often the service looks for new changes without a
 	// wake-up; default 1s.
 	Interval time.Duration
+	// RunTimed makes the service run the timed schedulers too, unfenced,
+	// for a process that does not run them as clustered services (a test,
+	// an embedded single master). A master of a cluster leaves it false
+	// and runs each with [NewTimed] while it owns its service.
+	RunTimed bool
 	Logger   *slog.Logger
 }
 
-// Service runs the change-driven schedulers of the active generation.
+// Service runs the schedulers of the active generation that every master
+// may run at once: change-driven schedulers without a tree-stable timer
+// and dependent schedulers. It also cancels what trigger steps started
+// for builds that were cancelled.
 type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// timed holds the timed schedulers run when cfg.RunTimed is set, by
+	// name.
+	timedMu sync.Mutex
+	timed   map[string]*Timed
 }
 
 // New validates cfg and fills its defaults.
@@ -61,7 +66,8 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, log: cfg.Logger.With("component", "schedule")}, nil
+	return &Service{cfg: cfg, log: cfg.Logger.With("component", "schedule"),
+		timed: map[string]*Timed{}}, nil
 }
 
 // Start runs the service until Stop or ctx ends.
@@ -93,20 +99,26 @@ func (s *Service) loop(ctx context.Context, done chan struct{}) {
 	for {
 		wake := s.cfg.Changes.C()
 		if err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("scheduling changes failed", "err", err)
+			s.log.Error("scheduling failed", "err", err)
 		}
 		jitter := time.Duration(rand.Int64N(int64(s.cfg.Interval) / 10))
+		t := time.NewTimer(s.cfg.Interval + jitter)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-wake:
-		case <-time.After(s.cfg.Interval + jitter):
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 
-// RunOnce gives every change-driven scheduler of the active generation
-// the changes it has not yet considered.
+// RunOnce runs every scheduler the service is responsible for once: it
+// gives change-driven schedulers the changes they have not considered,
+// starts dependent schedulers whose upstream builds succeeded, and cancels
+// the children of cancelled builds. A failing scheduler does not keep the
+// others from running; the errors are joined.
 func (s *Service) RunOnce(ctx context.Context) error {
 	_, st, err := s.cfg.Store.ActiveState(ctx)
 	if errors.Is(err, store.ErrNotFound) {
@@ -115,86 +127,48 @@ func (s *Service) RunOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, sc := range st.Schedulers {
-		if sc.Kind != config.SchedulerBranch {
-			continue
-		}
-		repo, _ := st.Repo(sc.Repo)
-		if err := s.runBranch(ctx, sc, repo); err != nil {
-			return fmt.Errorf("scheduler %q: %w", sc.Name, err)
-		}
-	}
-	return nil
-}
-
-func (s *Service) runBranch(ctx context.Context, sc config.Scheduler, repo config.Repo) error {
-	cursor, err := s.cfg.Store.SchedulerCursor(ctx, sc.Name)
-	if err != nil {
-		return err
-	}
-	for {
-		changes, err := s.cfg.Store.ChangesAfter(ctx, cursor, 100)
-		if err != nil || len(changes) == 0 {
-			return err
-		}
-		for _, c := range changes {
-			if matches(sc, c) {
-				if err := s.buildChange(ctx, sc, repo, c); err != nil {
-					return err
-				}
-			}
-			cursor = c.ID
-		}
-		if err := s.cfg.Store.SetSchedulerCursor(ctx, sc.Name, cursor); err != nil {
-			return err
-		}
-	}
-}
-
-// matches reports whether a branch scheduler wants a change.
-func matches(sc config.Scheduler, c store.Change) bool {
-	if c.Repository != sc.Repo {
-		return false
-	}
-	return sc.Branch == "" || strings.TrimPrefix(c.Branch, "refs/heads/") == sc.Branch
-}
-
-// buildChange creates the scheduler's buildset for a change. The
-// repository property is the URL the change came from, as steps need it.
-func (s *Service) buildChange(ctx context.Context, sc config.Scheduler, repo config.Repo, c store.Change) error {
-	id := c.ID
-	bs, created, err := s.cfg.Store.CreateBuildset(ctx, store.BuildsetInput{
-		Reason:    fmt.Sprintf("scheduler %s: new commit %.12s on %s", sc.Name, c.Revision, c.Branch),
-		Scheduler: sc.Name,
-		ChangeID:  &id,
-		Properties: map[string]string{
-			"revision":   c.Revision,
-			"branch":     strings.TrimPrefix(c.Branch, "refs/heads/"),
-			"repository": repo.URL,
-		},
-		Builders: sc.Builders,
-	})
-	if err != nil {
-		return err
-	}
-	if created {
-		s.log.Info("buildset created", "buildset", bs.ID, "scheduler", sc.Name,
-			"change", c.ID, "revision", c.Revision)
+	var errs []error
+	if n, err := s.cfg.Store.CancelOrphanedChildren(ctx); err != nil {
+		errs = append(errs, err)
+	} else if n > 0 {
+		s.log.Info("cancelled builds triggered by cancelled builds", "count", n)
 		s.cfg.Requests.Notify()
 	}
-	return nil
+	for _, sc := range st.Schedulers {
+		var err error
+		switch {
+		case cluster.TimedScheduler(sc):
+			if s.cfg.RunTimed {
+				err = s.runTimed(ctx, st, sc)
+			}
+		case sc.Kind == config.SchedulerBranch || sc.Kind == config.SchedulerAnyBranch:
+			repo, _ := st.Repo(sc.Repo)
+			err = s.runChanges(ctx, sc, repo)
+		case sc.Kind == config.SchedulerDependent:
+			err = s.runDependent(ctx, sc)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("scheduler %q: %w", sc.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
-// Force creates a buildset for one builder on a user's request.
-func Force(ctx context.Context, st *store.Store, builder, reason string, props map[string]string) (store.Buildset, error) {
-	if reason == "" {
-		reason = "forced"
+// runTimed runs a timed scheduler in this service, unfenced.
+func (s *Service) runTimed(ctx context.Context, st *config.State, sc config.Scheduler) error {
+	repo, _ := st.Repo(sc.Repo)
+	s.timedMu.Lock()
+	defer s.timedMu.Unlock()
+	t := s.timed[sc.Name]
+	if t == nil || !sameTimed(t.cfg, sc, repo) {
+		var err error
+		t, err = NewTimed(TimedConfig{Store: s.cfg.Store, Scheduler: sc, Repo: repo,
+			Requests: s.cfg.Requests, Logger: s.cfg.Logger})
+		if err != nil {
+			return err
+		}
+		s.timed[sc.Name] = t
 	}
-	bs, _, err := st.CreateBuildset(ctx, store.BuildsetInput{
-		Reason:     reason,
-		Scheduler:  "force",
-		Properties: props,
-		Builders:   []string{builder},
-	})
-	return bs, err
+	_, err := t.RunOnce(ctx)
+	return err
 }

@@ -105,6 +105,13 @@ func (s *Server) force(ctx context.Context, builder, reason string, props map[st
 		return store.Buildset{}, fmt.Errorf("builder %q was retired in generation %d and cannot "+
 			"be forced: %w", builder, *b.RetiredGeneration, store.ErrNotFound)
 	}
+	_, state, err := s.cfg.Store.ActiveState(ctx)
+	if err != nil {
+		return store.Buildset{}, err
+	}
+	if props, err = schedule.ForceProperties(state, builder, props); err != nil {
+		return store.Buildset{}, err
+	}
 	bs, err := schedule.Force(ctx, s.cfg.Store, builder, reason, props)
 	if err != nil {
 		return store.Buildset{}, err
@@ -183,6 +190,10 @@ func (s *Server) forceBuild(w http.ResponseWriter, r *http.Request) {
 		in.Reason = "forced through the API"
 	}
 	bs, err := s.force(r.Context(), r.PathValue("name"), in.Reason, props)
+	if errors.Is(err, schedule.ErrInvalidForce) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if err != nil {
 		s.fail(w, r, "force build", err)
 		return

@@ -1,10 +1,13 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/regent-ci/regent/internal/schedule"
 )
 
 // uiAction wraps a form action of the UI. Forms are only accepted from
@@ -62,6 +65,10 @@ func (s *Server) uiForce(w http.ResponseWriter, r *http.Request) {
 		reason = "forced from the web UI"
 	}
 	bs, err := s.force(r.Context(), r.PathValue("name"), reason, props)
+	if errors.Is(err, schedule.ErrInvalidForce) {
+		s.errorPage(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
 	if err != nil {
 		s.uiFail(w, r, "force build", err)
 		return
