@@ -194,7 +194,13 @@ func (e *env) timed(name string, f store.Fence, c *clock) *Timed {
 // session opens a session for worker w1.
 func (e *env) session() store.Session {
 	e.t.Helper()
-	sess, _, err := e.store.OpenSession(e.ctx, "w1", "pw", "m1", "127.0.0.1")
+	return e.sessionOf("w1")
+}
+
+// sessionOf opens a session for worker, whose password is "pw".
+func (e *env) sessionOf(worker string) store.Session {
+	e.t.Helper()
+	sess, _, err := e.store.OpenSession(e.ctx, worker, "pw", "m1", "127.0.0.1")
 	if err != nil {
 		e.t.Fatal(err)
 	}
