@@ -79,12 +79,37 @@ func newFarm(t *testing.T, star string, o farmOptions) *farm {
 func (f *farm) start(i int) {
 	f.t.Helper()
 	m := f.masters[i]
-	args := append([]string{"master", "--db", f.db, "--config", f.cfgDir,
-		"--secrets-dir", f.secrets, "--listen", m.addr, "--data-dir", f.t.TempDir(),
-		"--name", m.name}, f.args...)
-	m.proc = procs.Start(f.t, procs.Spec{Name: m.name, Path: procs.Regent(f.t), Args: args})
+	m.proc = procs.Start(f.t, procs.Spec{Name: m.name, Path: procs.Regent(f.t), Args: f.masterArgs(i)})
 	if _, err := m.proc.WaitForLine("master started", 30*time.Second); err != nil {
 		f.t.Fatalf("%v\n%s", err, m.proc.Stderr())
+	}
+}
+
+// masterArgs is master i's command line.
+func (f *farm) masterArgs(i int) []string {
+	m := f.masters[i]
+	return append([]string{"master", "--db", f.db, "--config", f.cfgDir, "--secrets-dir", f.secrets,
+		"--listen", m.addr, "--data-dir", f.t.TempDir(), "--name", m.name}, f.args...)
+}
+
+// restart starts master i again after it died. A master killed without
+// leaving the cluster holds its name until its time-to-live has passed on
+// SQLite, where no database session tells that it died; until then the
+// new process exits saying so, and is started again.
+func (f *farm) restart(i int) {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m := f.masters[i]
+		m.proc = procs.Start(f.t, procs.Spec{Name: m.name, Path: procs.Regent(f.t), Args: f.masterArgs(i)})
+		_, err := m.proc.WaitForLine("master started", 30*time.Second)
+		if err == nil {
+			return
+		}
+		if !strings.Contains(m.proc.Stderr(), "master name in use") || time.Now().After(deadline) {
+			f.t.Fatalf("%v\n%s", err, m.proc.Stderr())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
