@@ -1,0 +1,57 @@
+package bench
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"testing/fstest"
+
+	"github.com/regent-ci/regent/internal/config"
+)
+
+// The workloads' configurations evaluate to the sizes their figures
+// claim.
+func TestConfigurationsDeclareWhatTheySay(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name                                string
+		star                                string
+		workers, builders, schedulers       int
+		hasBuilder, lacksBuilder, renamedTo string
+	}{
+		{"uniform", uniformStar(4, 1000, "true", false), 4, 1000, 1, "b0010", "renamed0000", ""},
+		{"uniform shifted", uniformStar(4, 1000, "true", true), 4, 1000, 1, "new0009", "b0010", "renamed0000"},
+		{"large", largeStar(false), 200, 1000, 300, "b0999", "bnew00", ""},
+		{"large shifted", largeStar(true), 200, 1000, 300, "bnew09", "b0015", "renamed0009"},
+		{"poller", pollerStar("/tmp/repo.git"), 0, 0, 0, "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fsys := fstest.MapFS{"regent.star": {Data: []byte(tc.star)}}
+			st, err := config.LoadFS(context.Background(), fsys, config.Options{InProcess: true})
+			if err != nil {
+				t.Fatalf("load:\n%s\n%v", tc.star, err)
+			}
+			if len(st.Workers) != tc.workers || len(st.Builders) != tc.builders || len(st.Schedulers) != tc.schedulers {
+				t.Errorf("%d workers, %d builders, %d schedulers; want %d, %d, %d", len(st.Workers),
+					len(st.Builders), len(st.Schedulers), tc.workers, tc.builders, tc.schedulers)
+			}
+			names := map[string]config.Builder{}
+			for _, b := range st.Builders {
+				names[b.Name] = b
+			}
+			if _, ok := names[tc.hasBuilder]; tc.hasBuilder != "" && !ok {
+				t.Errorf("no builder %s", tc.hasBuilder)
+			}
+			if _, ok := names[tc.lacksBuilder]; ok {
+				t.Errorf("builder %s declared", tc.lacksBuilder)
+			}
+			if tc.renamedTo != "" {
+				b := names[tc.renamedTo]
+				if want := "b" + tc.renamedTo[len("renamed"):]; !slices.Contains(b.PreviousNames, want) {
+					t.Errorf("builder %s has previous names %v, want %s", tc.renamedTo, b.PreviousNames, want)
+				}
+			}
+		})
+	}
+}
