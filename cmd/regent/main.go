@@ -35,6 +35,7 @@ func init() {
 		{"master", "run a master", runMaster},
 		{"worker", "run a worker", runWorker},
 		{"config", "check, diff and apply configurations", runConfig},
+		{"build", "force, cancel, rebuild and show builds, and print their logs", runBuild},
 		{"cluster", "show the masters and clustered services of a cluster", runCluster},
 		{"version", "print the version", func(context.Context, []string) int {
 			fmt.Println("regent", version)
