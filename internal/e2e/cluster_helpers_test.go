@@ -171,6 +171,19 @@ func (c *pgCluster) owner(service string, timeout time.Duration, not ...string) 
 	return owner
 }
 
+// waitPolled waits until the poller service has polled once: only then
+// does it record the next commit as a change, since a repository's first
+// poll records its heads alone.
+func (c *pgCluster) waitPolled(service string) {
+	c.t.Helper()
+	eventually(c.t, 10*time.Second, func() error {
+		if c.services(c.api())[service].LastSuccess == nil {
+			return fmt.Errorf("%s has not polled yet", service)
+		}
+		return nil
+	})
+}
+
 // changesOf counts the recorded changes of revision rev, as m shows them.
 func (c *pgCluster) changesOf(m *pgMaster, rev string) int {
 	c.t.Helper()
