@@ -356,3 +356,58 @@ func TestSIGTERMDrainsServices(t *testing.T) {
 		}
 	}
 }
+
+// A timed scheduler runs on the one master that owns it, and carries on
+// on another when that master is killed.
+func TestPeriodicSchedulerHasOneOwner(t *testing.T) {
+	t.Parallel()
+	c := newPGCluster(t, `
+w1 = worker(name = "w1", password = secret("w1"))
+builder(name = "nightly", workers = [w1], steps = [step.shell(command = "true")])
+scheduler.periodic(name = "tick", interval = "1s", builders = ["nightly"])
+`)
+	for _, name := range []string{"m1", "m2", "m3"} {
+		c.start(name, false)
+	}
+	owner := c.owner("scheduler:tick", 10*time.Second)
+	times := func(m *pgMaster) []time.Time {
+		var l struct {
+			Items []struct {
+				Scheduler string    `json:"scheduler"`
+				CreatedAt time.Time `json:"created_at"`
+			} `json:"items"`
+		}
+		getJSON(t, m.base()+"/api/v1/buildsets", &l)
+		var out []time.Time
+		for _, b := range l.Items {
+			if b.Scheduler == "tick" {
+				out = append(out, b.CreatedAt)
+			}
+		}
+		slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
+		return out
+	}
+	eventually(t, 20*time.Second, func() error {
+		if n := len(times(c.api())); n < 4 {
+			return fmt.Errorf("%d runs so far", n)
+		}
+		return nil
+	})
+	if err := c.masters[owner].proc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	eventually(t, 10*time.Second, func() error {
+		ts := times(c.api(owner))
+		if ts[len(ts)-1].Before(killed) {
+			return fmt.Errorf("no run since %s was killed", owner)
+		}
+		return nil
+	})
+	ts := times(c.api(owner))
+	for i := 1; i < len(ts); i++ {
+		if gap := ts[i].Sub(ts[i-1]); gap < 500*time.Millisecond {
+			t.Errorf("runs %d and %d of a 1s periodic scheduler %s apart: two owners", i-1, i, gap)
+		}
+	}
+}

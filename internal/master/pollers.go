@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/regent-ci/regent/internal/changes"
 	"github.com/regent-ci/regent/internal/cluster"
 	"github.com/regent-ci/regent/internal/config"
+	"github.com/regent-ci/regent/internal/schedule"
 	"github.com/regent-ci/regent/internal/store"
 )
 
@@ -35,11 +37,35 @@ func (m *Master) define(f store.Fence, st *config.State) (serviceDef, bool) {
 		return loopDef(m.cfg.WatchInterval, func(ctx context.Context) { m.watch(ctx, f) }), true
 	case cluster.KindHousekeeping:
 		return loopDef(m.cfg.HousekeepingInterval, func(ctx context.Context) { m.housekeep(ctx, f) }), true
+	case cluster.KindScheduler:
+		if st == nil {
+			return serviceDef{}, false
+		}
+		i := slices.IndexFunc(st.Schedulers, func(sc config.Scheduler) bool { return sc.Name == subject })
+		if i < 0 || !cluster.TimedScheduler(st.Schedulers[i]) {
+			return serviceDef{}, false
+		}
+		return m.timedDef(f, st, st.Schedulers[i]), true
 	}
-	// TODO(#6): run timed schedulers (cron, periodic, tree-stable timers)
-	// as the clustered services the supervisor already assigns.
-	m.warnOnce(f.Service, "owning a service this master cannot run yet", "service", f.Service)
+	m.warnOnce(f.Service, "owning a service of a kind this master does not know", "service", f.Service)
 	return serviceDef{}, false
+}
+
+// timedDef is the timed scheduler sc (cron, periodic, or with a
+// tree-stable timer), writing under fence f.
+func (m *Master) timedDef(f store.Fence, st *config.State, sc config.Scheduler) serviceDef {
+	repo, _ := st.Repo(sc.Repo)
+	repo.Pos, sc.Pos = config.Pos{}, config.Pos{}
+	spec, _ := json.Marshal([]any{sc, repo})
+	return serviceDef{spec: string(spec), start: func(ctx context.Context) (func(), error) {
+		t, err := schedule.NewTimed(schedule.TimedConfig{Store: m.cfg.Store, Scheduler: sc,
+			Repo: repo, Fence: f, Changes: m.changes, Requests: m.requests, Logger: m.log})
+		if err != nil {
+			return nil, err
+		}
+		t.Start(ctx)
+		return t.Stop, nil
+	}}
 }
 
 // loopDef is a service that runs fn about every interval.
