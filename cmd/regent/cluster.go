@@ -67,7 +67,7 @@ func printMasters(w io.Writer, masters []store.Master, now time.Time) {
 	fmt.Fprintln(tw, "MASTER\tINCARNATION\tSTATE\tROLES\tTAGS\tHOST\tLAST SEEN\tSUPERVISOR\tSERVICES\tVERSION")
 	for _, m := range masters {
 		state := m.State
-		if m.Reason != "" && !m.Live() {
+		if m.Reason != "" && m.Reason != m.State && !m.Live() {
 			state += " (" + m.Reason + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.Name, m.ID, state,
@@ -151,7 +151,12 @@ func dashYes(b bool) string {
 	return "-"
 }
 
+// firstLineOf returns the first line of s, cut to 80 characters: enough
+// to recognise an error; the API has the whole of it.
 func firstLineOf(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
+	if r := []rune(line); len(r) > 80 {
+		line = string(r[:79]) + "…"
+	}
 	return line
 }

@@ -269,7 +269,7 @@ func (m *Member) Stop() {
 	}
 	ctx, cancelEnd := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelEnd()
-	if err := m.cfg.Store.EndMaster(ctx, inc.id, store.MasterStopped, "stopped"); err != nil {
+	if err := m.cfg.Store.EndMaster(ctx, inc.id, store.MasterStopped, "shut down"); err != nil {
 		m.log.Warn("could not record the stop; the master will be declared dead instead",
 			"incarnation", inc.id, "err", err)
 	}
