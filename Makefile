@@ -3,7 +3,12 @@
 #   make build   the regent binary, in bin/
 #   make test    go vet, every test, the race detector on a few packages and
 #                a short fuzz run, all on one throwaway PostgreSQL server
-#   make bench   every benchmark, on a throwaway PostgreSQL; output in bench.txt
+#   make bench   every Go benchmark (output in bench.txt) and the harness's
+#                figures, on a throwaway PostgreSQL; writes docs/benchmarks.md
+#                and docs/benchmarks.json. QUICK=1 for a short pass, LOG_MB=N
+#   make bench-buildbot  the same workloads on Regent and on Buildbot 3.7
+#                (installed by the script), with their ratios; SKIP_SLOW=1
+#                leaves out Buildbot's 15-minute poller failover
 #   make lint    gofmt and go vet
 
 SHELL := /bin/bash
@@ -20,7 +25,7 @@ TEST_TIMEOUT ?= 18m
 FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build test test-steps bench bench-steps lint
+.PHONY: all build test test-steps bench bench-steps bench-buildbot lint
 
 all: build
 
@@ -44,8 +49,12 @@ test-steps:
 bench:
 	scripts/with-postgres.sh $(MAKE) --no-print-directory bench-steps
 
+# The steps of `make bench`, once PostgreSQL is up: see scripts/bench-regent.sh.
 bench-steps:
-	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./... | tee bench.txt
+	GO="$(GO)" BENCHTIME="$(BENCHTIME)" scripts/bench-regent.sh
+
+bench-buildbot:
+	GO="$(GO)" scripts/bench-buildbot.sh
 
 lint:
 	@unformatted=$$(gofmt -l .); \

@@ -212,6 +212,15 @@ func (c *regentCluster) trial(ctx context.Context, mode string, timeout time.Dur
 // measureRegentFailover runs crash and hang trials on a fresh cluster and
 // adds their figures.
 func measureRegentFailover(ctx context.Context, env *env, crashes, hangs int, run *Run) error {
+	if ok, err := hasClusterFlags(ctx, env.regentBin); err != nil || !ok {
+		for _, mode := range []string{"crash", "hang"} {
+			for _, what := range []string{"moved", "recorded"} {
+				run.Missing(Figure{ID: "failover." + mode + "." + what, Group: failoverGroup, System: SystemRegent,
+					Name: mode + ": " + what, Unit: "s", Better: LowerIsBetter}, "needs multi-master")
+			}
+		}
+		return err
+	}
 	lab, err := env.lab("failover")
 	if err != nil {
 		return err
@@ -248,3 +257,18 @@ func measureRegentFailover(ctx context.Context, env *env, crashes, hangs int, ru
 
 // failoverGroup heads the failover figures.
 const failoverGroup = "Failover: the poller's owner among 3 masters on PostgreSQL"
+
+// hasClusterFlags reports whether `regent master` takes the flags of a
+// cluster of masters, without which there is no failover to measure.
+func hasClusterFlags(ctx context.Context, bin string) (bool, error) {
+	out, err := runCommand(ctx, "", nil, bin, "master", "--help")
+	if err != nil {
+		return false, fmt.Errorf("regent master --help: %w", err)
+	}
+	for _, flag := range []string{"-roles", "-tags", "-ttl"} {
+		if !strings.Contains(out, flag) {
+			return false, nil
+		}
+	}
+	return true, nil
+}

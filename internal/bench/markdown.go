@@ -9,10 +9,6 @@ import (
 	"time"
 )
 
-// GroupMethods says, per group heading, how its figures are measured; the
-// Markdown report prints it under the group's table.
-var GroupMethods = map[string]string{}
-
 // RenderMarkdown returns docs/benchmarks.md for the report.
 func RenderMarkdown(r *Report) []byte {
 	var b bytes.Buffer
@@ -72,7 +68,7 @@ func renderRegent(b *bytes.Buffer, run *Run) {
 			fmt.Fprintf(b, "| %s | %s %s | %s | %d |\n", name, FormatValue(s.Median), f.Unit, rangeOf(*s), s.N)
 		}
 		b.WriteString("\n")
-		if m := GroupMethods[group]; m != "" {
+		if m := methodOf(group); m != "" {
 			b.WriteString(wrap(m, 76) + "\n\n")
 		}
 	}
@@ -83,40 +79,68 @@ func renderRegent(b *bytes.Buffer, run *Run) {
 func renderVersus(b *bytes.Buffer, run *Run) {
 	b.WriteString("## Regent beside Buildbot 3.7\n\n")
 	writeProvenance(b, run)
-	b.WriteString("Both systems ran each workload one after the other, in the same run, on the " +
-		"same machine. *Advantage* is how many times better Regent's median is than " +
-		"Buildbot's (Buildbot ÷ Regent where lower is better, Regent ÷ Buildbot where " +
-		"higher is better); above ×1 Regent is better.\n\n")
-	b.WriteString("| workload | Regent | Buildbot 3.7 | advantage |\n| --- | ---: | ---: | ---: |\n")
-	seen := map[string]bool{}
-	for _, f := range run.Figures {
-		if seen[f.ID] {
-			continue
+	b.WriteString(wrap(versusIntro, 76) + "\n\n")
+	for _, group := range groups(run.Figures) {
+		fmt.Fprintf(b, "### %s\n\n", group)
+		b.WriteString("| figure | Regent | Buildbot 3.7 | advantage |\n| --- | ---: | ---: | ---: |\n")
+		seen := map[string]bool{}
+		var notes []string
+		for _, f := range run.Figures {
+			if f.Group != group || seen[f.ID] {
+				continue
+			}
+			seen[f.ID] = true
+			rg, _ := run.Figure(SystemRegent, f.ID)
+			bb, _ := run.Figure(SystemBuildbot, f.ID)
+			ratio := ""
+			if a, ok := run.Ratio(f.ID); ok {
+				ratio = "×" + FormatValue(a)
+			}
+			fmt.Fprintf(b, "| %s (%s) | %s | %s | %s |\n", f.Name, f.Unit, cell(rg), cell(bb), ratio)
+			for _, x := range []Figure{rg, bb} {
+				if x.Note != "" {
+					notes = append(notes, fmt.Sprintf("%s, %s: %s.", systemName(x.System), x.Name, x.Note))
+				}
+			}
 		}
-		seen[f.ID] = true
-		rg, _ := run.Figure(SystemRegent, f.ID)
-		bb, _ := run.Figure(SystemBuildbot, f.ID)
-		ratio := ""
-		if a, ok := run.Ratio(f.ID); ok {
-			ratio = "×" + FormatValue(a)
+		b.WriteString("\n")
+		if m := methodOf(group); m != "" {
+			b.WriteString(wrap(m, 76) + "\n\n")
 		}
-		dir := "lower is better"
-		if f.Better == HigherIsBetter {
-			dir = "higher is better"
+		for _, n := range notes {
+			b.WriteString(wrap(n, 76) + "\n\n")
 		}
-		fmt.Fprintf(b, "| %s: %s (%s, %s) | %s | %s | %s |\n", f.Group, f.Name, f.Unit, dir,
-			cell(rg), cell(bb), ratio)
 	}
-	b.WriteString("\n")
-	var notes []string
-	seenNote := map[string]bool{}
-	for _, f := range run.Figures {
-		if f.Note != "" && !seenNote[f.Group+f.Name+f.Note] {
-			seenNote[f.Group+f.Name+f.Note] = true
-			notes = append(notes, fmt.Sprintf("%s, %s (%s): %s", f.Group, f.Name, f.System, f.Note))
+	writeNotes(b, run.Notes)
+}
+
+const versusIntro = "Both systems ran each workload one after the other, in the same run, " +
+	"on the same machine, each alone. *Advantage* is how many times better Regent's median " +
+	"is than Buildbot's (Buildbot ÷ Regent where lower is better, Regent ÷ Buildbot where " +
+	"higher is better); above ×1 Regent is better. Buildbot 3.7 runs from Debian's packages " +
+	"without its web UI (a placeholder plugin in scripts/buildbot/pylib lets its REST API " +
+	"start), with request collapsing off as in Regent, on SQLite except for failover, which " +
+	"uses the same PostgreSQL server as Regent's. Buildbot's REST API keeps whole seconds, so " +
+	"its build and step times come from an event log service added to the master " +
+	"(scripts/buildbot/pylib/regentbench_events.py)."
+
+func systemName(s string) string {
+	if s == SystemBuildbot {
+		return "Buildbot"
+	}
+	return "Regent"
+}
+
+// methodOf returns the method text of the GroupMethods key that begins
+// group's name.
+func methodOf(group string) string {
+	best := ""
+	for k := range GroupMethods {
+		if strings.HasPrefix(group, k) && len(k) > len(best) {
+			best = k
 		}
 	}
-	writeNotes(b, append(notes, run.Notes...))
+	return GroupMethods[best]
 }
 
 // writeProvenance writes what was measured, when, where and how.
@@ -134,8 +158,11 @@ func writeProvenance(b *bytes.Buffer, run *Run) {
 		mode = "**quick** (QUICK=1: fewer runs and builds)"
 	}
 	m := run.Machine
-	fmt.Fprintf(b, "`%s` on commit `%s`%s, %s UTC; %d CPUs, %s memory, %s", run.Target, commit, dirty,
-		run.Date.UTC().Format("2006-01-02 15:04"), m.CPUs, formatMiB(m.MemoryMiB), m.GoVersion)
+	fmt.Fprintf(b, "`%s` on commit `%s`%s, %s UTC; %d CPUs, %s memory", run.Target, commit, dirty,
+		run.Date.UTC().Format("2006-01-02 15:04"), m.CPUs, formatMiB(m.MemoryMiB))
+	if m.GoVersion != "" {
+		fmt.Fprintf(b, ", %s", m.GoVersion)
+	}
 	if m.Buildbot != "" {
 		fmt.Fprintf(b, ", Buildbot %s", m.Buildbot)
 	}

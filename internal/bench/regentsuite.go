@@ -100,7 +100,10 @@ func regentDispatch(ctx context.Context, e *env, c dispatchCase, run *Run) error
 	if err != nil {
 		return err
 	}
-	return measureDispatch(ctx, regentDispatcher{base: m.base()}, c, SystemRegent, run, 10*time.Minute)
+	if err := measureDispatch(ctx, regentDispatcher{base: m.base()}, c, SystemRegent, run, 10*time.Minute); err != nil {
+		return err
+	}
+	return addMasterMemory(run, SystemRegent, c, m.proc)
 }
 
 // regentBigSite measures, on one Regent master with 1,000 builders: the
@@ -123,15 +126,26 @@ func regentBigSite(ctx context.Context, e *env, c dispatchCase, run *Run, apiReq
 		"GET /api/v1/builders", m.base()+"/api/v1/builders", apiRequests, apiRuns); err != nil {
 		return err
 	}
-	if reconfigRuns == 0 {
-		return nil
+	if reconfigRuns > 0 {
+		star := func(shift bool) string { return uniformStar(c.workers, c.builders, "true", shift) }
+		_, visible, err := measureRegentReconfig(ctx, site, m, star, "b0000", reconfigRuns)
+		if err != nil {
+			return err
+		}
+		run.Add(reconfigFigure(SystemRegent), visible)
 	}
-	star := func(shift bool) string { return uniformStar(c.workers, c.builders, "true", shift) }
-	_, visible, err := measureRegentReconfig(ctx, site, m, star, "b0000", reconfigRuns)
+	return addMasterMemory(run, SystemRegent, c, m.proc)
+}
+
+// addMasterMemory adds the peak memory of the master that ran case c.
+func addMasterMemory(run *Run, system string, c dispatchCase, master *Proc) error {
+	mem, err := master.Memory()
 	if err != nil {
 		return err
 	}
-	run.Add(reconfigFigure(SystemRegent), visible)
+	run.Add(Figure{ID: "memory." + c.id, Group: "Master memory", System: system,
+		Name: "peak (VmHWM) after the workloads of " + c.label, Unit: "MiB", Better: LowerIsBetter},
+		[]float64{float64(mem.PeakKiB) / 1024})
 	return nil
 }
 

@@ -21,7 +21,9 @@ func versusSizes(quick bool) versusParams {
 		return versusParams{runs: 1, burst: 20, idle: 5, bigRuns: 1, bigBurst: 10, bigIdle: 3,
 			apiRuns: 1, apiRequests: 20, reconfigRuns: 2, crashTrials: 1}
 	}
-	return versusParams{runs: 3, burst: 100, idle: 20, bigRuns: 3, bigBurst: 50, bigIdle: 10,
+	// Buildbot starts about 0.2 builds a second with 1,000 builders: a
+	// burst of 20 takes about 100 s, an idle build about 10 s.
+	return versusParams{runs: 3, burst: 100, idle: 20, bigRuns: 3, bigBurst: 20, bigIdle: 5,
 		apiRuns: 3, apiRequests: 50, reconfigRuns: 4, crashTrials: 3}
 }
 
@@ -135,5 +137,5 @@ func buildbotDispatch(ctx context.Context, e *env, c dispatchCase, run *Run, api
 	if reconfigRuns > 0 {
 		run.Add(reconfigFigure(SystemBuildbot), took)
 	}
-	return nil
+	return addMasterMemory(run, SystemBuildbot, c, m.proc)
 }
