@@ -19,7 +19,7 @@ import (
 // under its fence: it starts those the supervisor gives the master, stops
 // those it loses, and restarts those whose token or definition changed.
 type serviceManager struct {
-	member *cluster.Member
+	member owner
 	state  *stateCache
 	define func(f store.Fence, st *config.State) (serviceDef, bool)
 	log    *slog.Logger
@@ -27,6 +27,12 @@ type serviceManager struct {
 	mu      sync.Mutex
 	running map[string]runningService
 	unknown map[string]bool // services owned that this master cannot run, logged once
+}
+
+// owner tells which services this master owns: a [cluster.Member].
+type owner interface {
+	Owned() []store.Fence
+	OwnedChanged() <-chan struct{}
 }
 
 // serviceDef is what runs for one owned service.
@@ -44,7 +50,7 @@ type runningService struct {
 	stop  func()
 }
 
-func newServiceManager(member *cluster.Member, state *stateCache,
+func newServiceManager(member owner, state *stateCache,
 	define func(store.Fence, *config.State) (serviceDef, bool), log *slog.Logger) *serviceManager {
 	return &serviceManager{member: member, state: state, define: define, log: log,
 		running: map[string]runningService{}, unknown: map[string]bool{}}
