@@ -232,11 +232,18 @@ func (m *Member) Start(ctx context.Context) error {
 	defer cancel()
 	inc, err := m.join(jctx)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if err != nil {
 		m.started = false
+		m.mu.Unlock()
 		return err
 	}
+	if m.stopped {
+		// Stop came during the join: leave at once.
+		m.mu.Unlock()
+		m.leave(inc)
+		return ErrStopped
+	}
+	defer m.mu.Unlock()
 	m.inc, m.renewed = inc, inc.renewed
 	ctx, m.cancel = context.WithCancel(ctx)
 	m.done = make(chan struct{})
@@ -264,11 +271,16 @@ func (m *Member) Stop() {
 	m.inc = nil
 	m.mu.Unlock()
 	m.setOwned(nil)
-	if inc == nil {
-		return
+	if inc != nil {
+		m.leave(inc)
 	}
-	ctx, cancelEnd := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancelEnd()
+}
+
+// leave ends incarnation inc as stopped, releasing its services and
+// leases at once, and closes its session.
+func (m *Member) leave(inc *incarnation) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	if err := m.cfg.Store.EndMaster(ctx, inc.id, store.MasterStopped, "shut down"); err != nil {
 		m.log.Warn("could not record the stop; the master will be declared dead instead",
 			"incarnation", inc.id, "err", err)
