@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -237,20 +238,6 @@ func (s *Server) getStep(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) listBuildsets(w http.ResponseWriter, r *http.Request) {
-	before, limit, err := paging(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	sets, err := s.cfg.Store.Buildsets(r.Context(), store.ListOptions{Before: before, Limit: limit + 1})
-	if err != nil {
-		s.fail(w, r, "list buildsets", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, pageOf(sets, limit, func(b store.Buildset) int64 { return b.ID }))
-}
-
 func (s *Server) getBuildset(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r, "id")
 	if !ok {
@@ -327,20 +314,6 @@ func (s *Server) requestByID(r *http.Request, id int64) (store.BuildRequest, err
 		return store.BuildRequest{}, fmt.Errorf("build request %d: %w", id, store.ErrNotFound)
 	}
 	return reqs[0], nil
-}
-
-func (s *Server) listChanges(w http.ResponseWriter, r *http.Request) {
-	before, limit, err := paging(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	changes, err := s.cfg.Store.Changes(r.Context(), store.ListOptions{Before: before, Limit: limit + 1})
-	if err != nil {
-		s.fail(w, r, "list changes", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, pageOf(changes, limit, func(c store.Change) int64 { return c.ID }))
 }
 
 func (s *Server) getChange(w http.ResponseWriter, r *http.Request) {
@@ -456,4 +429,23 @@ func (s *Server) diffGeneration(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, generationDiffView{From: from, To: n, Plan: plan})
+}
+
+// pagedList answers a list read with store.ListOptions and paged by id
+// with ?before= and ?limit=.
+func pagedList[T any](s *Server, what string, fetch func(context.Context, store.ListOptions) ([]T, error),
+	id func(T) int64) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		before, limit, err := paging(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		items, err := fetch(r.Context(), store.ListOptions{Before: before, Limit: limit + 1})
+		if err != nil {
+			s.fail(w, r, what, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, pageOf(items, limit, id))
+	}
 }
