@@ -19,8 +19,9 @@
 //
 // A poll sent while the worker is full is cut short when a build ends, so
 // that the master hears of the free slot at once. A poll answered at once
-// with nothing new (a master repeats a cancel order until the build ends)
-// makes the next one wait, with backoff, until a build ends.
+// with nothing new (a master repeats a cancel order until the build ends,
+// though it holds such polls) makes the next one wait, with backoff, until
+// a build ends.
 //
 // # Builds
 //
@@ -37,6 +38,10 @@
 //     property NAME as REGENT_PROP_NAME (upper case, other characters as
 //     '_'), the build's env and the step's env, later ones winning.
 //
+// A step that names locks first asks a master for them, again every half
+// second while a lock has no room (noting the wait in its log), and gives
+// them back as soon as it ends; its timeouts start once it holds them.
+//
 // Every command runs in its own process group. At the step's timeout
 // (total time), after no_output_timeout of silence, on cancellation or
 // when the worker stops, the whole group gets SIGTERM and, after
@@ -50,8 +55,9 @@
 // # Logs and delivery
 //
 // A step's stdout and stderr are merged and written, byte for byte, to a
-// spool file under Basedir/.spool, at most Config.SpoolLimit bytes with
-// one marker line when the limit is hit (the step runs on). A reporter
+// spool file under Basedir/.spool, at most Config.SpoolLimit bytes, or the
+// master's per-step limit if lower, with one marker line when the limit
+// is hit (the step runs on). A reporter
 // goroutine per build delivers, in order, each step's start, its log and
 // its finish, then the build's result. The log goes in chunks of up to
 // 64 KiB, soon after output comes and then at most every 200ms, to
