@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -59,13 +60,10 @@ func (w *configWatcher) check(ctx context.Context, f store.Fence) error {
 	if err != nil {
 		return w.fail(fmt.Errorf("configuration %s refused; generation unchanged:\n%w", w.source, err))
 	}
-	// TODO(#4): make the apply itself conditional on the fence, in its
-	// own transaction; until then a watcher replaced between this check
-	// and the apply may still apply once.
-	if err := w.store.ServiceSucceeded(ctx, f); err != nil {
+	res, err := w.store.ApplyFenced(ctx, st, source, w.by, f)
+	if errors.Is(err, store.ErrFenced) {
 		return err
 	}
-	res, err := w.store.Apply(ctx, st, source, w.by)
 	if err != nil {
 		return w.fail(err)
 	}

@@ -35,6 +35,14 @@ type ApplyResult struct {
 // sessions of removed or re-passworded workers are revoked. Applying
 // content identical to the active generation writes nothing.
 func (s *Store) Apply(ctx context.Context, st *config.State, source, appliedBy string) (ApplyResult, error) {
+	return s.ApplyFenced(ctx, st, source, appliedBy, Fence{})
+}
+
+// ApplyFenced is Apply for the configuration watcher service: the apply
+// happens only while fence is still held, checked in the same transaction,
+// so a watcher that was replaced can never apply. It fails with ErrFenced
+// otherwise. The zero Fence applies unconditionally.
+func (s *Store) ApplyFenced(ctx context.Context, st *config.State, source, appliedBy string, fence Fence) (ApplyResult, error) {
 	key, err := s.digestKey(ctx)
 	if err != nil {
 		return ApplyResult{}, err
@@ -61,6 +69,9 @@ func (s *Store) Apply(ctx context.Context, st *config.State, source, appliedBy s
 			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7355609)`); err != nil {
 				return err
 			}
+		}
+		if err := s.checkFence(ctx, tx, fence); err != nil {
+			return err
 		}
 		active, err := activeGeneration(ctx, tx)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -100,7 +111,7 @@ func (s *Store) Apply(ctx context.Context, st *config.State, source, appliedBy s
 		}
 		res = ApplyResult{Generation: g, Created: true,
 			CancelledRequests: r.cancelled, RevokedSessions: r.revoked}
-		return nil
+		return s.notify(ctx, tx, TopicGeneration)
 	})
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("apply configuration: %w", err)
