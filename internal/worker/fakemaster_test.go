@@ -38,6 +38,11 @@ type fakeCluster struct {
 	builds      map[int64]*fakeBuild
 	lastPoll    workerapi.PollRequest
 	polls       int
+	// lockHolder maps a lock to the build whose step holds it; every lock
+	// of the fake cluster is exclusive.
+	lockHolder map[string]int64
+	// lockWaits counts acquire calls refused for want of room.
+	lockWaits int
 
 	// fault, when set, decides per request whether the master fails it
 	// and how; nil is a healthy master.
@@ -91,6 +96,7 @@ func newFakeCluster(t *testing.T) *fakeCluster {
 		sessions:    make(map[string]*fakeSession),
 		cancel:      make(map[int64]bool),
 		builds:      make(map[int64]*fakeBuild),
+		lockHolder:  make(map[string]int64),
 	}
 }
 
@@ -210,6 +216,8 @@ func (c *fakeCluster) addMaster(name string) *fakeMaster {
 	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/log", m.authed(m.stepLog))
 	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/finish", m.authed(m.stepFinish))
 	mux.HandleFunc("POST "+p+"/builds/{id}/finish", m.authed(m.buildFinish))
+	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/locks/acquire", m.authed(m.acquireLocks))
+	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/locks/release", m.authed(m.releaseLocks))
 	m.srv = httptest.NewServer(m.faulty(mux))
 	c.t.Cleanup(func() {
 		m.setDown(true) // releases held polls
@@ -512,5 +520,53 @@ func (m *fakeMaster) buildFinish(w http.ResponseWriter, r *http.Request) {
 	}
 	b.finished, b.result, b.reason, b.finishedAt = true, body.Result, body.Reason, time.Now()
 	delete(c.cancel, id)
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// acquireLocks grants a step all the locks it names, or none.
+func (m *fakeMaster) acquireLocks(w http.ResponseWriter, r *http.Request) {
+	var body workerapi.AttemptRequest
+	json.NewDecoder(r.Body).Decode(&body)
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.notify()
+	b := m.buildFor(w, r, body.AttemptToken)
+	if b == nil {
+		return
+	}
+	n := stepNumber(r)
+	if n < 1 || n > len(b.a.Steps) {
+		writeError(w, http.StatusNotFound, "no such step")
+		return
+	}
+	names := b.a.Steps[n-1].Locks
+	for _, l := range names {
+		if h, held := c.lockHolder[l]; held && h != b.a.BuildID {
+			c.lockWaits++
+			writeJSON(w, http.StatusOK, workerapi.LockGrant{Waiting: l})
+			return
+		}
+	}
+	for _, l := range names {
+		c.lockHolder[l] = b.a.BuildID
+	}
+	writeJSON(w, http.StatusOK, workerapi.LockGrant{Acquired: true})
+}
+
+// releaseLocks gives back every lock the build holds.
+func (m *fakeMaster) releaseLocks(w http.ResponseWriter, r *http.Request) {
+	var body workerapi.AttemptRequest
+	json.NewDecoder(r.Body).Decode(&body)
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.notify()
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	for l, h := range c.lockHolder {
+		if h == id {
+			delete(c.lockHolder, l)
+		}
+	}
 	writeJSON(w, http.StatusOK, struct{}{})
 }
