@@ -267,6 +267,20 @@ func (s *Store) JoinMaster(ctx context.Context, in MasterInfo, ttl time.Duration
 	}
 	roles, _ := json.Marshal(nonNil(in.Roles))
 	tags, _ := json.Marshal(nonNil(in.Tags))
+	processEnded := false
+	if s.d.name == "sqlite" {
+		// SQLite has no sessions; a lock file held by the process stands
+		// in for one, so a master killed outright can restart at once.
+		ok, err := s.names.lock(s.path, in.Name)
+		if err != nil {
+			return Master{}, fmt.Errorf("join cluster as %q: %w", in.Name, err)
+		}
+		if !ok {
+			return Master{}, fmt.Errorf("join cluster as %q: %w: another process on this machine runs a master "+
+				"of that name on %s; stop it or start this one with another --name", in.Name, ErrNameTaken, s.path)
+		}
+		processEnded = true
+	}
 	var m Master
 	err := s.clusterTx(ctx, func(tx *sql.Tx, now int64) error {
 		if in.Replaces != 0 {
@@ -275,7 +289,7 @@ func (s *Store) JoinMaster(ctx context.Context, in MasterInfo, ttl time.Duration
 				return err
 			}
 		}
-		if err := s.freeName(ctx, tx, in.Name, ttl, now); err != nil {
+		if err := s.freeName(ctx, tx, in.Name, ttl, now, processEnded); err != nil {
 			return err
 		}
 		var id int64
@@ -307,7 +321,9 @@ func (s *Store) JoinMaster(ctx context.Context, in MasterInfo, ttl time.Duration
 
 // freeName declares dead the live incarnations named name that expired or
 // lost their session, and fails with ErrNameTaken if one is still alive.
-func (s *Store) freeName(ctx context.Context, tx *sql.Tx, name string, ttl time.Duration, now int64) error {
+// processEnded says the caller knows every earlier process of that name
+// has ended (on SQLite it holds the name's lock file).
+func (s *Store) freeName(ctx context.Context, tx *sql.Tx, name string, ttl time.Duration, now int64, processEnded bool) error {
 	rows, err := tx.QueryContext(ctx, `SELECT id, host, last_seen FROM masters
 		WHERE name = $1 AND state IN ('alive', 'draining') ORDER BY id`, name)
 	if err != nil {
@@ -337,6 +353,9 @@ func (s *Store) freeName(ctx context.Context, tx *sql.Tx, name string, ttl time.
 	}
 	for _, l := range found {
 		reason := deathReason(l.id, l.lastSeen, now, ttl, held)
+		if reason == "" && processEnded {
+			reason = "its process ended"
+		}
 		if reason == "" {
 			age := time.Duration(now-l.lastSeen) * time.Microsecond
 			return fmt.Errorf("%w: incarnation %d on host %q was seen %s ago and is alive; "+

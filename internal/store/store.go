@@ -36,6 +36,10 @@ var (
 type Store struct {
 	db *sql.DB
 	d  dialect
+	// path is the SQLite file, where master names are locked with files
+	// beside it (see namelock.go).
+	path  string
+	names nameLocks
 }
 
 type dialect struct {
@@ -66,7 +70,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", dsn, err)
 		}
-		s = &Store{db: db, d: sqliteDialect}
+		s = &Store{db: db, d: sqliteDialect, path: dsn}
 	}
 	if err := s.db.PingContext(ctx); err != nil {
 		s.db.Close()
@@ -94,7 +98,10 @@ func sqliteDSN(path string) string {
 }
 
 // Close releases the database handle.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.names.releaseAll()
+	return s.db.Close()
+}
 
 // Dialect names the database in use: "sqlite" or "postgres".
 func (s *Store) Dialect() string { return s.d.name }
