@@ -271,15 +271,15 @@ func (s *Store) JoinMaster(ctx context.Context, in MasterInfo, ttl time.Duration
 	if s.d.name == "sqlite" {
 		// SQLite has no sessions; a lock file held by the process stands
 		// in for one, so a master killed outright can restart at once.
-		ok, err := s.names.lock(s.path, in.Name)
+		held, fresh, err := s.names.lock(s.path, in.Name)
 		if err != nil {
 			return Master{}, fmt.Errorf("join cluster as %q: %w", in.Name, err)
 		}
-		if !ok {
+		if !held {
 			return Master{}, fmt.Errorf("join cluster as %q: %w: another process on this machine runs a master "+
 				"of that name on %s; stop it or start this one with another --name", in.Name, ErrNameTaken, s.path)
 		}
-		processEnded = true
+		processEnded = fresh
 	}
 	var m Master
 	err := s.clusterTx(ctx, func(tx *sql.Tx, now int64) error {

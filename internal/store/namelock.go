@@ -20,35 +20,38 @@ type nameLocks struct {
 }
 
 // lock takes the lock of name for the database at dbPath without waiting.
-// It reports false if another process holds it.
-func (n *nameLocks) lock(dbPath, name string) (bool, error) {
+// It reports whether this store now holds it (false if another process
+// does) and whether it was just taken: only then are all earlier holders
+// known to have ended, since a lock this store already held may belong to
+// another master of this process.
+func (n *nameLocks) lock(dbPath, name string) (held, fresh bool, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, ok := n.files[name]; ok {
-		return true, nil
+		return true, false, nil
 	}
 	dir := dbPath + ".masters"
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return false, fmt.Errorf("create master lock directory: %w", err)
+		return false, false, fmt.Errorf("create master lock directory: %w", err)
 	}
 	f, err := os.OpenFile(dir+"/"+url.PathEscape(name)+".lock", os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return false, fmt.Errorf("open master lock: %w", err)
+		return false, false, fmt.Errorf("open master lock: %w", err)
 	}
 	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		f.Close()
-		return false, nil
+		return false, false, nil
 	}
 	if err != nil {
 		f.Close()
-		return false, fmt.Errorf("lock master name: %w", err)
+		return false, false, fmt.Errorf("lock master name: %w", err)
 	}
 	if n.files == nil {
 		n.files = map[string]*os.File{}
 	}
 	n.files[name] = f
-	return true, nil
+	return true, true, nil
 }
 
 // releaseAll drops every lock this store holds.
