@@ -29,14 +29,14 @@ func measureGet(ctx context.Context, url string, warm, n, runs int) (p50, p99 []
 	return p50, p99, size, nil
 }
 
-// addGetFigures measures GET url and adds its figures under id for
+// addGetFigures measures GET base+path and adds its figures under id for
 // system.
-func addGetFigures(ctx context.Context, run *Run, system, id, group, what, url string, n, runs int) error {
-	p50, p99, size, err := measureGet(ctx, url, 10, n, runs)
+func addGetFigures(ctx context.Context, run *Run, system, id, group, what, base, path string, n, runs int) error {
+	p50, p99, size, err := measureGet(ctx, base+path, 10, n, runs)
 	if err != nil {
 		return err
 	}
-	note := fmt.Sprintf("answer of %s bytes", FormatValue(float64(size)))
+	note := fmt.Sprintf("GET %s, an answer of %s bytes", path, FormatValue(float64(size)))
 	run.Add(Figure{ID: id + ".p50", Group: group, Name: what + ", median of " + fmt.Sprint(n) + " requests in a row",
 		System: system, Unit: "ms", Better: LowerIsBetter, Note: note}, p50)
 	run.Add(Figure{ID: id + ".p99", Group: group, Name: what + ", p99 of " + fmt.Sprint(n) + " requests in a row",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,7 @@ builds; its figures are marked quick), ` + "`LOG_MB=1024 make bench`" + ` for a
 func renderRegent(b *bytes.Buffer, run *Run) {
 	b.WriteString("## Regent\n\n")
 	writeProvenance(b, run)
+	explained := map[string]bool{}
 	for _, group := range groups(run.Figures) {
 		fmt.Fprintf(b, "### %s\n\n", group)
 		b.WriteString("| figure | median | range (spread) | n |\n| --- | ---: | ---: | ---: |\n")
@@ -68,9 +70,7 @@ func renderRegent(b *bytes.Buffer, run *Run) {
 			fmt.Fprintf(b, "| %s | %s %s | %s | %d |\n", name, FormatValue(s.Median), f.Unit, rangeOf(*s), s.N)
 		}
 		b.WriteString("\n")
-		if m := methodOf(group); m != "" {
-			b.WriteString(wrap(m, 76) + "\n\n")
-		}
+		writeMethod(b, group, explained)
 	}
 	writeNotes(b, run.Notes)
 }
@@ -80,6 +80,7 @@ func renderVersus(b *bytes.Buffer, run *Run) {
 	b.WriteString("## Regent beside Buildbot 3.7\n\n")
 	writeProvenance(b, run)
 	b.WriteString(wrap(versusIntro, 76) + "\n\n")
+	explained := map[string]bool{}
 	for _, group := range groups(run.Figures) {
 		fmt.Fprintf(b, "### %s\n\n", group)
 		b.WriteString("| figure | Regent | Buildbot 3.7 | advantage |\n| --- | ---: | ---: | ---: |\n")
@@ -104,9 +105,7 @@ func renderVersus(b *bytes.Buffer, run *Run) {
 			}
 		}
 		b.WriteString("\n")
-		if m := methodOf(group); m != "" {
-			b.WriteString(wrap(m, 76) + "\n\n")
-		}
+		writeMethod(b, group, explained)
 		for _, n := range notes {
 			b.WriteString(wrap(n, 76) + "\n\n")
 		}
@@ -131,16 +130,20 @@ func systemName(s string) string {
 	return "Regent"
 }
 
-// methodOf returns the method text of the GroupMethods key that begins
-// group's name.
-func methodOf(group string) string {
-	best := ""
+// writeMethod writes how the figures of group are measured, unless an
+// earlier group with the same method has.
+func writeMethod(b *bytes.Buffer, group string, explained map[string]bool) {
+	key := ""
 	for k := range GroupMethods {
-		if strings.HasPrefix(group, k) && len(k) > len(best) {
-			best = k
+		if strings.HasPrefix(group, k) && len(k) > len(key) {
+			key = k
 		}
 	}
-	return GroupMethods[best]
+	if key == "" || explained[key] {
+		return
+	}
+	explained[key] = true
+	b.WriteString(wrap(GroupMethods[key], 76) + "\n\n")
 }
 
 // writeProvenance writes what was measured, when, where and how.
@@ -192,20 +195,35 @@ func cell(f Figure) string {
 	if s.N == 1 {
 		return FormatValue(s.Median) + " (n=1)"
 	}
-	return fmt.Sprintf("%s (%s, n=%d)", FormatValue(s.Median), rangeOf(*s), s.N)
+	return fmt.Sprintf("%s (%s–%s, %.0f%%, n=%d)", FormatValue(s.Median), FormatValue(s.Min),
+		FormatValue(s.Max), 100*s.Spread, s.N)
 }
 
-// groups returns the groups of figures in the order they first appear.
+// lastGroups are shown after the others, in this order.
+var lastGroups = []string{"Master memory", "Go benchmarks"}
+
+// groups returns the groups of figures in the order they first appear,
+// but those of lastGroups last.
 func groups(figs []Figure) []string {
-	var out []string
+	var out, last []string
 	seen := map[string]bool{}
 	for _, f := range figs {
-		if !seen[f.Group] {
-			seen[f.Group] = true
+		if seen[f.Group] {
+			continue
+		}
+		seen[f.Group] = true
+		if slices.ContainsFunc(lastGroups, func(p string) bool { return strings.HasPrefix(f.Group, p) }) {
+			last = append(last, f.Group)
+		} else {
 			out = append(out, f.Group)
 		}
 	}
-	return out
+	slices.SortStableFunc(last, func(a, b string) int { return lastRank(a) - lastRank(b) })
+	return append(out, last...)
+}
+
+func lastRank(group string) int {
+	return slices.IndexFunc(lastGroups, func(p string) bool { return strings.HasPrefix(group, p) })
 }
 
 // rangeOf formats a summary's range and spread.

@@ -123,7 +123,7 @@ func regentBigSite(ctx context.Context, e *env, c dispatchCase, run *Run, apiReq
 		return err
 	}
 	if err := addGetFigures(ctx, run, SystemRegent, "api.builders", "REST API: list of 1,000 builders",
-		"GET /api/v1/builders", m.base()+"/api/v1/builders", apiRequests, apiRuns); err != nil {
+		"the builders list", m.base(), "/api/v1/builders", apiRequests, apiRuns); err != nil {
 		return err
 	}
 	if reconfigRuns > 0 {

@@ -58,8 +58,8 @@ func TestRenderMarkdown(t *testing.T) {
 		"23.5 GiB memory",
 		"Buildbot 3.7.0",
 		"took 2m5s",
-		"| throughput (u) | 110 (100–120 (18%), n=3) | 5.00 (4.00–6.00 (40%), n=3) | ×22.0 |",
-		"| latency (u) | 5.00 (4.00–6.00 (40%), n=3) | 150 (100–200 (67%), n=3) | ×30.0 |",
+		"| throughput (u) | 110 (100–120, 18%, n=3) | 5.00 (4.00–6.00, 40%, n=3) | ×22.0 |",
+		"| latency (u) | 5.00 (4.00–6.00, 40%, n=3) | 150 (100–200, 67%, n=3) | ×30.0 |",
 		"| failover (u) | 0.5 (n=1) | not measured: skipped in this run |  |",
 	} {
 		if !strings.Contains(md, want) {
@@ -127,5 +127,17 @@ func TestWrapKeepsListItemsIndented(t *testing.T) {
 	t.Parallel()
 	if got, want := wrap("- one two three four", 9), "- one two\n  three\n  four"; got != want {
 		t.Errorf("wrap = %q, want %q", got, want)
+	}
+}
+
+func TestGroupsShowMemoryAndGoBenchmarksLast(t *testing.T) {
+	t.Parallel()
+	var figs []Figure
+	for _, g := range []string{"Go benchmarks (bench.txt)", "Dispatch: a", "Master memory", "Dispatch: b", "Apply"} {
+		figs = append(figs, Figure{Group: g})
+	}
+	got := strings.Join(groups(figs), "; ")
+	if want := "Dispatch: a; Dispatch: b; Apply; Master memory; Go benchmarks (bench.txt)"; got != want {
+		t.Errorf("groups in the order %s, want %s", got, want)
 	}
 }

@@ -115,7 +115,7 @@ func buildbotDispatch(ctx context.Context, e *env, c dispatchCase, run *Run, api
 	}
 	if apiRuns > 0 {
 		if err := addGetFigures(ctx, run, SystemBuildbot, "api.builders", "REST API: list of 1,000 builders",
-			"GET /api/v2/builders", m.base()+"/api/v2/builders", apiRequests, apiRuns); err != nil {
+			"the builders list", m.base(), "/api/v2/builders", apiRequests, apiRuns); err != nil {
 			return err
 		}
 	}
