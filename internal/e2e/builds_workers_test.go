@@ -174,6 +174,42 @@ func TestWorkerReconnectsAfterABlipC09(t *testing.T) {
 	}
 }
 
+// Must-show 4 of the builds issue: a worker cut off from all masters for
+// 20 seconds in the middle of a step producing output. The step runs on;
+// after reconnection the log is byte-identical to what the step printed.
+func TestWorkerCutOffTwentySecondsMidStep(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t, oneBuilder(tickCommand(60)), farmOptions{postgres: true, masters: 2,
+		workers: []string{"w1"}, args: []string{"--worker-ttl", "60s"}})
+	p0, p1 := proxy.Start(t, f.masters[0].addr), proxy.Start(t, f.masters[1].addr)
+	f.workerVia("w1", t.TempDir(), "http://"+p0.Addr(), "http://"+p1.Addr())
+	id := f.buildOf(f.forceOn(0, "b"), 30*time.Second)
+	f.waitLog(id, 1, "tick 4 ", 30*time.Second)
+	p0.Blackhole()
+	p1.Blackhole()
+	cut := f.stepLog(id, 1)
+	time.Sleep(20 * time.Second)
+	if now := f.stepLog(id, 1); len(now) > len(cut)+64 {
+		t.Fatalf("the log grew from %d to %d bytes while the worker was cut off", len(cut), len(now))
+	}
+	p0.Pass()
+	p1.Pass()
+	b := f.waitFinished(id, 60*time.Second)
+	if result(b) != "success" {
+		t.Fatalf("build: %s (%q)", result(b), b.Reason)
+	}
+	tk := ticks(t, f.stepLog(id, 1))
+	if len(tk) != 60 {
+		t.Fatalf("log has %d ticks, want all 60 the step printed", len(tk))
+	}
+	// The step ran on while cut off: its ticks are evenly spaced.
+	for i := 1; i < len(tk); i++ {
+		if gap := tk[i].Sub(tk[i-1]); gap > 2*time.Second {
+			t.Fatalf("ticks %d and %d are %s apart: the step stalled while cut off", i-1, i, gap)
+		}
+	}
+}
+
 // C10: a worker is restarted under the same name while its previous
 // session still looks alive (the old process is paused). The new process
 // is accepted at once, the old session is superseded, the worker is never
