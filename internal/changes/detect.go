@@ -15,18 +15,26 @@ import (
 // without it.
 const branchPrefix = "refs/heads/"
 
-// watched returns the heads of the branches that match one of patterns;
-// no pattern at all watches every branch.
-func watched(heads map[string]string, patterns []string) map[string]string {
+// watched returns the heads of the branches that match one of branches
+// (no pattern at all watches every branch) and of the tags that match one
+// of tags (no pattern watches no tag).
+func watched(heads map[string]string, branches, tags []string) map[string]string {
 	out := make(map[string]string)
 	for ref, rev := range heads {
-		branch, ok := strings.CutPrefix(ref, branchPrefix)
-		if ok && matchBranch(branch, patterns) {
+		if branch, ok := strings.CutPrefix(ref, branchPrefix); ok && matchBranch(branch, branches) {
+			out[ref] = rev
+		}
+		if tag, ok := strings.CutPrefix(ref, tagRefPrefix); ok && len(tags) > 0 && matchBranch(tag, tags) {
 			out[ref] = rev
 		}
 	}
 	return out
 }
+
+// tagsMarker is a head recorded, with an empty revision, for a repository
+// whose tags are watched, so that the first poll watching tags can be told
+// from a later one. No tag has an empty name, so it cannot collide.
+const tagsMarker = tagRefPrefix
 
 // matchBranch reports whether branch is named by one of patterns: an
 // exact name or a path.Match pattern, where "*" does not cross a "/".
@@ -49,14 +57,19 @@ func matchBranch(branch string, patterns []string) bool {
 //   - a branch whose history was rewritten (force-push) gives the commits
 //     that no recorded head reaches, or at least its new head;
 //   - a branch that was not recorded gives its head commit only;
-//   - a branch that is gone gives nothing: it is forgotten.
+//   - a branch that is gone gives nothing: it is forgotten;
+//   - a tag that is new or moved gives the commit it tags, under its full
+//     ref (refs/tags/NAME) with category tag, except at the first poll
+//     that sees tags, which only records them.
 //
 // A branch with more new commits than maxChanges gives maxChanges
 // changes, the last of which stands for the newest commits together.
 func detect(ctx context.Context, m *mirror, repo string, old, cur map[string]string, maxChanges int) ([]store.Change, error) {
 	oldRevs := make([]string, 0, len(old))
-	for _, rev := range old {
-		oldRevs = append(oldRevs, rev)
+	for ref, rev := range old {
+		if ref != tagsMarker {
+			oldRevs = append(oldRevs, rev)
+		}
 	}
 	sort.Strings(oldRevs)
 	oldRevs = slices.Compact(oldRevs)
@@ -70,8 +83,29 @@ func detect(ctx context.Context, m *mirror, repo string, old, cur map[string]str
 		refs = append(refs, ref)
 	}
 	sort.Strings(refs)
+	// The first poll that sees tags records them without changes, as the
+	// first poll of a repository does its branches: starting to watch
+	// tags does not build every old release.
+	_, tagsKnown := old[tagsMarker]
 	var out []store.Change
 	for _, ref := range refs {
+		if ref == tagsMarker {
+			continue
+		}
+		if strings.HasPrefix(ref, tagRefPrefix) {
+			if !tagsKnown || old[ref] == cur[ref] {
+				continue
+			}
+			cs, err := describe(ctx, m, repo, ref, []string{cur[ref]}, maxChanges)
+			if err != nil {
+				return nil, fmt.Errorf("describe tag %s: %w", ref, err)
+			}
+			for i := range cs {
+				cs[i].Category = store.CategoryTag
+			}
+			out = append(out, cs...)
+			continue
+		}
 		revs, err := newCommits(ctx, m, old[ref], cur[ref], oldRevs, present)
 		if err != nil {
 			return nil, fmt.Errorf("find new commits on %s: %w", ref, err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 )
@@ -102,12 +103,17 @@ func exitCode(err error) int {
 // process it started are killed, and the error wraps ctx.Err() or says
 // that the command timed out.
 func (g *gitRunner) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
+	return g.runWith(ctx, nil, stdin, args...)
+}
+
+// runWith is run with env added to git's environment.
+func (g *gitRunner) runWith(ctx context.Context, env []string, stdin io.Reader, args ...string) ([]byte, error) {
 	runCtx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 
 	full := append([]string{"--git-dir=" + g.gitDir}, args...)
 	cmd := exec.CommandContext(runCtx, "git", full...)
-	cmd.Env = g.env
+	cmd.Env = append(slices.Clip(g.env), env...)
 	cmd.Stdin = stdin
 	var stdout bytes.Buffer
 	stderr := &tailBuffer{max: maxStderr}

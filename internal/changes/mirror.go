@@ -96,35 +96,45 @@ func (m *mirror) removeStaleLocks() error {
 	return nil
 }
 
-// fetch makes the mirror's branches those of the repository at url:
-// new and moved branches are fetched, rewritten ones replaced, deleted
-// ones removed. Tags are not fetched.
-func (m *mirror) fetch(ctx context.Context, url string) error {
-	_, err := m.git.run(ctx, nil,
+// fetch makes the mirror's branches, and its tags when tags is set, those
+// of the repository at url: new and moved refs are fetched, rewritten ones
+// replaced, deleted ones removed. env is added to git's environment for
+// this fetch alone, such as the credentials of the repository.
+func (m *mirror) fetch(ctx context.Context, url string, tags bool, env []string) error {
+	args := []string{
 		// Garbage collection that fetch may start runs in the
 		// foreground, under the fetch's timeout and cancellation, never
 		// as a detached process that outlives the poll.
 		"-c", "gc.autoDetach=false", "-c", "maintenance.autoDetach=false",
 		"fetch", "--quiet", "--prune", "--force", "--no-tags", "--no-write-fetch-head",
-		"--", url, "+refs/heads/*:refs/heads/*")
+		"--", url, "+refs/heads/*:refs/heads/*"}
+	if tags {
+		args = append(args, "+refs/tags/*:refs/tags/*")
+	}
+	_, err := m.git.runWith(ctx, env, nil, args...)
 	return err
 }
 
-// heads returns every branch of the mirror as a map from full ref name to
-// revision.
+// heads returns every branch and tag of the mirror as a map from full ref
+// name to revision. An annotated tag maps to the commit it tags.
 func (m *mirror) heads(ctx context.Context) (map[string]string, error) {
-	out, err := m.git.run(ctx, nil, "for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/")
+	out, err := m.git.run(ctx, nil, "for-each-ref", "--format=%(objectname) %(refname) %(*objectname)",
+		"refs/heads/", "refs/tags/")
 	if err != nil {
 		return nil, err
 	}
 	heads := make(map[string]string)
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		rev, ref, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || len(f) > 3 {
 			return nil, fmt.Errorf("git for-each-ref: unexpected line %q", sc.Text())
 		}
-		heads[ref] = rev
+		rev := f[0]
+		if len(f) == 3 {
+			rev = f[2] // the commit an annotated tag points to
+		}
+		heads[f[1]] = rev
 	}
 	return heads, sc.Err()
 }

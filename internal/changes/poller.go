@@ -2,6 +2,7 @@ package changes
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,12 +74,26 @@ type PollerConfig struct {
 	// after they are committed, from the polling goroutine. It should
 	// return quickly: the next poll waits for it.
 	OnChanges func([]store.Change)
+	// Secrets resolves the repository's credentials, when it names
+	// some; the value is read at each poll and never stored or logged.
+	Secrets config.SecretProvider
+	// Health, when set, receives a report after each poll of the loop
+	// that Start begins, with the time of the next poll, under the name
+	// Master; [*store.Store] is one.
+	Health HealthRecorder
+	Master string
 	// OnPoll, when set, is called after each poll that was not cancelled,
 	// with its error (nil when it succeeded), from the polling goroutine,
 	// for example to report the poller's health to the cluster.
 	OnPoll func(err error)
 	// Now tells the time for health reports; time.Now when nil.
 	Now func() time.Time
+}
+
+// HealthRecorder stores poll reports, so that every master can show how
+// a repository's polling goes.
+type HealthRecorder interface {
+	RecordPollHealth(ctx context.Context, r store.PollReport) error
 }
 
 // Health is what a poller reports about itself.
@@ -218,7 +234,9 @@ func (p *Poller) loop(ctx context.Context, done chan<- struct{}) {
 		wait := p.interval()
 		p.mu.Lock()
 		p.health.NextPoll = p.cfg.Now().Add(wait)
+		h := p.health
 		p.mu.Unlock()
+		p.report(ctx, h)
 
 		t := time.NewTimer(wait)
 		select {
@@ -285,14 +303,21 @@ func (p *Poller) poll(ctx context.Context) (int, error) {
 	if err := p.mirror.prepare(ctx); err != nil {
 		return 0, err
 	}
-	if err := p.mirror.fetch(ctx, repo.URL); err != nil {
+	env, err := p.credentials()
+	if err != nil {
+		return 0, err
+	}
+	if err := p.mirror.fetch(ctx, repo.URL, len(repo.Tags) > 0, env); err != nil {
 		return 0, fmt.Errorf("fetch %s: %w", redact(repo.URL), err)
 	}
 	all, err := p.mirror.heads(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("read branches: %w", err)
 	}
-	cur := watched(all, repo.Branches)
+	cur := watched(all, repo.Branches, repo.Tags)
+	if len(repo.Tags) > 0 {
+		cur[tagsMarker] = ""
+	}
 
 	old, err := p.cfg.Store.RepoHeads(ctx, repo.Name)
 	if err != nil {
@@ -330,6 +355,9 @@ func (p *Poller) poll(ctx context.Context) (int, error) {
 func (p *Poller) logMoves(old, cur map[string]string, found, added int) {
 	var created, moved, deleted []string
 	for ref, rev := range cur {
+		if ref == tagsMarker {
+			continue
+		}
 		switch was, ok := old[ref]; {
 		case !ok:
 			created = append(created, ref)
@@ -353,4 +381,57 @@ func redact(raw string) string {
 		return raw
 	}
 	return u.Redacted()
+}
+
+// report stores the health after a poll of the loop, when a recorder is
+// set. A failure to store it is logged: polling goes on.
+func (p *Poller) report(ctx context.Context, h Health) {
+	if p.cfg.Health == nil {
+		return
+	}
+	r := store.PollReport{Repository: p.cfg.Repo.Name, Master: p.cfg.Master, NextPoll: h.NextPoll}
+	if h.Failing() {
+		r.At, r.Err = h.LastErrorAt, h.LastError
+	} else {
+		r.At = h.LastSuccess
+	}
+	if err := p.cfg.Health.RecordPollHealth(ctx, r); err != nil && ctx.Err() == nil {
+		p.log.Warn("cannot record poll health", "err", err)
+	}
+}
+
+// credentials returns the environment that makes git present the
+// repository's credentials, or nothing when it names none. The secret
+// holds "USER:PASSWORD", or a token alone, sent with the user name
+// x-access-token (GitHub's; GitLab and Gitea accept any user name with a
+// token). It is sent as an HTTP Authorization header scoped to the
+// repository's URL through git's environment configuration, so it never
+// appears in a command line, a URL or a log.
+func (p *Poller) credentials() ([]string, error) {
+	repo := p.cfg.Repo
+	if repo.Credentials == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(repo.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("credentials of repository %s: they are sent over HTTP(S) only, "+
+			"and %s is not an http:// or https:// URL", repo.Name, redact(repo.URL))
+	}
+	if p.cfg.Secrets == nil {
+		return nil, fmt.Errorf("credentials of repository %s: this master has no secrets provider", repo.Name)
+	}
+	v, err := p.cfg.Secrets.Secret(repo.Credentials)
+	if err != nil {
+		return nil, fmt.Errorf("credentials of repository %s: %w", repo.Name, err)
+	}
+	if !strings.Contains(v, ":") {
+		v = "x-access-token:" + v
+	}
+	u.User = nil
+	header := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(v))
+	return []string{
+		"GIT_CONFIG_COUNT=1",
+		"GIT_CONFIG_KEY_0=http." + u.String() + ".extraHeader",
+		"GIT_CONFIG_VALUE_0=" + header,
+	}, nil
 }

@@ -12,15 +12,16 @@ import (
 
 // changeBatch is how many changes a scheduler reads at a time. Changes
 // recorded by one poll or delivery (at most the per-poll cap) are read
-// together, so that they are built together.
+// together.
 const changeBatch = 1000
 
 // runChanges gives a branch or any-branch scheduler without a tree-stable
-// timer the changes it has not considered yet. The changes of one branch
-// that it reads together are built together: one buildset for the newest,
-// whose reason counts the others. A buildset is unique per scheduler and
-// change, and the cursor is shared, so masters running the same scheduler
-// at once build each change at most once.
+// timer the changes it has not considered yet: one buildset per matching
+// change. The buildsets of the changes read together are created in one
+// transaction, so a builder that collapses requests keeps only the newest
+// of them pending and builds a push of many commits once. A buildset is
+// unique per scheduler and change, and the cursor is shared, so masters
+// running the same scheduler at once build each change at most once.
 func (s *Service) runChanges(ctx context.Context, sc config.Scheduler, repo config.Repo) error {
 	cursor, err := s.cfg.Store.SchedulerCursor(ctx, sc.Name)
 	if err != nil {
@@ -32,17 +33,45 @@ func (s *Service) runChanges(ctx context.Context, sc config.Scheduler, repo conf
 		if err != nil || len(changes) == 0 {
 			return err
 		}
-		newest, counts, order := newestPerBranch(f, changes)
-		for _, branch := range order {
-			if err := s.buildChange(ctx, sc, repo, newest[branch], counts[branch]); err != nil {
-				return err
+		var ins []store.BuildsetInput
+		var matched []store.Change
+		for _, c := range changes {
+			if f.matches(c) {
+				ins = append(ins, changeBuildset(sc, repo, c))
+				matched = append(matched, c)
 			}
+		}
+		if err := s.createBuildsets(ctx, sc, ins, matched); err != nil {
+			return err
 		}
 		cursor = changes[len(changes)-1].ID
 		if err := s.cfg.Store.SetSchedulerCursor(ctx, sc.Name, cursor); err != nil {
 			return err
 		}
 	}
+}
+
+// createBuildsets creates the buildsets ins for the changes cs together.
+func (s *Service) createBuildsets(ctx context.Context, sc config.Scheduler, ins []store.BuildsetInput, cs []store.Change) error {
+	if len(ins) == 0 {
+		return nil
+	}
+	ids, created, err := s.cfg.Store.CreateBuildsets(ctx, ins)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for i, c := range cs {
+		if created[i] {
+			n++
+			s.log.Info("buildset created", "buildset", ids[i], "scheduler", sc.Name,
+				"change", c.ID, "revision", c.Revision)
+		}
+	}
+	if n > 0 {
+		s.cfg.Requests.Notify()
+	}
+	return nil
 }
 
 // newestPerBranch returns, for each branch with changes that f matches,
@@ -66,31 +95,11 @@ func newestPerBranch(f filter, changes []store.Change) (map[string]store.Change,
 	return newest, counts, order
 }
 
-// buildChange creates the scheduler's buildset for change c, standing for
-// n changes of its branch.
-func (s *Service) buildChange(ctx context.Context, sc config.Scheduler, repo config.Repo, c store.Change, n int) error {
-	bs, created, err := s.cfg.Store.CreateBuildset(ctx, changeBuildset(sc, repo, c, n))
-	if err != nil {
-		return err
-	}
-	if created {
-		s.log.Info("buildset created", "buildset", bs.ID, "scheduler", sc.Name,
-			"change", c.ID, "revision", c.Revision, "changes", n)
-		s.cfg.Requests.Notify()
-	}
-	return nil
-}
-
-// changeBuildset describes the buildset that builds change c for sc,
-// standing for n changes of its branch.
-func changeBuildset(sc config.Scheduler, repo config.Repo, c store.Change, n int) store.BuildsetInput {
+// changeBuildset describes the buildset that builds change c for sc.
+func changeBuildset(sc config.Scheduler, repo config.Repo, c store.Change) store.BuildsetInput {
 	id := c.ID
-	reason := fmt.Sprintf("scheduler %s: new commit %.12s on %s", sc.Name, c.Revision, c.Branch)
-	if n > 1 {
-		reason += fmt.Sprintf(" (the newest of %d changes)", n)
-	}
 	return store.BuildsetInput{
-		Reason:     reason,
+		Reason:     fmt.Sprintf("scheduler %s: new commit %.12s on %s", sc.Name, c.Revision, c.Branch),
 		Scheduler:  sc.Name,
 		ChangeID:   &id,
 		Properties: changeProperties(sc, repo, c),

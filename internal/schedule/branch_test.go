@@ -54,31 +54,43 @@ func TestFilterMatches(t *testing.T) {
 	}
 }
 
-// A push of many commits at once (the poller caps them at its limit) makes
-// one buildset per branch and scheduler, for the newest: one build per
-// builder. Part of must-show 2, at the scheduler's level.
-func TestChangesReadTogetherAreBuiltOnce(t *testing.T) {
+// A push of many commits at once (the poller caps them at its limit)
+// makes one buildset per change, created together, so a builder that
+// collapses requests has one pending request left: one build per builder.
+// Part of must-show 2, at the scheduler's level.
+func TestManyChangesAtOnceBuildOncePerCollapsingBuilder(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, &config.State{Schedulers: []config.Scheduler{
+	st := &config.State{Schedulers: []config.Scheduler{
 		{Name: "on-main", Kind: config.SchedulerBranch, Repo: "app", Branch: "main", Builders: []string{"unit", "lint"}},
 		{Name: "any", Kind: config.SchedulerAnyBranch, Repo: "app", Builders: []string{"deploy"}},
-	}})
+	}}
+	e := newEnv(t, st)
+	st.Builders[1].CollapseRequests = true // lint
+	st.Builders[2].CollapseRequests = true // unit
+	if _, err := e.store.Apply(e.ctx, st, "test", "tester"); err != nil {
+		t.Fatal(err)
+	}
 	s := e.service(false)
 	e.runOnce(s) // the cursors start at the newest change: none
-	files := make([][]string, 100)
-	main := e.record("main", files...)
+	main := e.record("main", make([][]string, 100)...)
 	e.record("dev", nil, nil)
 	e.runOnce(s)
 	e.runOnce(s)
 
 	sets := e.buildsets("on-main")
-	if len(sets) != 1 || len(sets[0].Requests) != 2 || *sets[0].ChangeID != main[99].ID ||
-		sets[0].Properties["revision"] != main[99].Revision || sets[0].Properties["branch"] != "main" ||
-		sets[0].Properties["repository"] != "https://git.example.test/app.git" {
-		t.Fatalf("on-main buildsets = %+v, want one for the newest change", sets)
+	if len(sets) != 100 || *sets[99].ChangeID != main[99].ID ||
+		sets[99].Properties["revision"] != main[99].Revision || sets[99].Properties["branch"] != "main" ||
+		sets[99].Properties["repository"] != "https://git.example.test/app.git" {
+		t.Fatalf("on-main made %d buildsets, want one per change", len(sets))
 	}
-	if any := e.buildsets("any"); len(any) != 2 {
-		t.Fatalf("any-branch buildsets = %d, want one per branch", len(any))
+	for _, b := range []string{"unit", "lint"} {
+		reqs, err := e.store.Requests(e.ctx, store.RequestFilter{Builder: b, State: store.RequestPending})
+		if err != nil || len(reqs) != 1 || reqs[0].BuildsetID != sets[99].ID {
+			t.Fatalf("%s pending requests = %+v, %v; want only the newest change's", b, reqs, err)
+		}
+	}
+	if n := len(e.buildsets("any")); n != 102 {
+		t.Fatalf("any-branch buildsets = %d, want 102", n)
 	}
 
 	// Masters running the same scheduler at once make nothing twice.
@@ -90,8 +102,8 @@ func TestChangesReadTogetherAreBuiltOnce(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if n := len(e.buildsets("on-main")); n != 2 {
-		t.Fatalf("on-main buildsets = %d after one more change, want 2", n)
+	if n := len(e.buildsets("on-main")); n != 101 {
+		t.Fatalf("on-main buildsets = %d after one more change, want 101", n)
 	}
 }
 

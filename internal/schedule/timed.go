@@ -286,7 +286,7 @@ func (t *Timed) fire(ctx context.Context, tm store.SchedulerTimer) error {
 	if err != nil {
 		return err
 	}
-	in := changeBuildset(sc, t.cfg.Repo, c, 1)
+	in := changeBuildset(sc, t.cfg.Repo, c)
 	in.Reason = fmt.Sprintf("scheduler %s: %s quiet for %s; building %.12s", sc.Name, c.Branch,
 		sc.TreeStableTimer.D(), c.Revision)
 	bs, fired, err := t.cfg.Store.FireTimer(ctx, t.cfg.Fence, sc.Name, tm, in)

@@ -51,6 +51,30 @@ func (s *Store) CreateBuildset(ctx context.Context, in BuildsetInput) (Buildset,
 	return bs, created, err
 }
 
+// CreateBuildsets creates several buildsets in one transaction, as
+// CreateBuildset creates one, and returns their ids and whether each was
+// created. Requests of builders that collapse requests are merged as the
+// buildsets are created, before any can be claimed, so of a batch of
+// buildsets for one branch only the newest stays pending.
+func (s *Store) CreateBuildsets(ctx context.Context, ins []BuildsetInput) ([]int64, []bool, error) {
+	ids := make([]int64, len(ins))
+	created := make([]bool, len(ins))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		now := time.Now()
+		for i, in := range ins {
+			var err error
+			if ids[i], created[i], err = s.createBuildset(ctx, tx, in, now); err != nil {
+				return err
+			}
+		}
+		return s.notify(ctx, tx, TopicRequest)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create %d buildsets: %w", len(ins), err)
+	}
+	return ids, created, nil
+}
+
 // createBuildset does the work of CreateBuildset inside tx and returns the
 // buildset's id.
 func (s *Store) createBuildset(ctx context.Context, tx *sql.Tx, in BuildsetInput, at time.Time) (int64, bool, error) {
@@ -260,16 +284,18 @@ func (s *Store) Requests(ctx context.Context, f RequestFilter) ([]BuildRequest, 
 // CancelRequest cancels a pending build request with a reason. It returns
 // ErrConflict if the request is no longer pending.
 func (s *Store) CancelRequest(ctx context.Context, id int64, reason string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE build_requests SET state = $1, reason = $2,
-		completed_at = $3 WHERE id = $4 AND state = $5`,
-		RequestCancelled, reason, micros(time.Now()), id, RequestPending)
-	if err != nil {
-		return fmt.Errorf("cancel build request %d: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("build request %d is not pending: %w", id, ErrConflict)
-	}
-	return nil
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE build_requests SET state = $1, reason = $2,
+			completed_at = $3 WHERE id = $4 AND state = $5`,
+			RequestCancelled, reason, micros(time.Now()), id, RequestPending)
+		if err != nil {
+			return fmt.Errorf("cancel build request %d: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("build request %d is not pending: %w", id, ErrConflict)
+		}
+		return s.notify(ctx, tx, TopicCancel)
+	})
 }
 
 func nonNilMap(m map[string]string) map[string]string {
