@@ -5,7 +5,7 @@
 # docs/benchmarks.md with the Go benchmarks' figures among theirs.
 #
 #   QUICK=1      a short development pass: BenchmarkApply once, fewer runs
-#   LOG_MB=N     the log ingestion step prints N MiB (default 256, 32 if QUICK)
+#   LOG_MB=N     the log ingestion build prints N MiB (default 1024, 32 if QUICK)
 #   BENCHTIME=D  -benchtime of the Go benchmarks (default 1s)
 #   GO=PATH      the go command
 set -euo pipefail

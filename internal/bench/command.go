@@ -28,7 +28,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	jsonPath := fs.String("json", "docs/benchmarks.json", "the machine-readable report, relative to -root")
 	mdPath := fs.String("md", "docs/benchmarks.md", "the Markdown report, relative to -root")
 	quick := fs.Bool("quick", false, "short development mode: fewer runs and builds")
-	logMiB := fs.Int64("log-mb", 0, "MiB the log ingestion step prints (default 256, 32 with -quick)")
+	logMiB := fs.Int64("log-mb", 0, "MiB the log ingestion build prints (default 1024, 32 with -quick)")
 	skipSlow := fs.Bool("skip-slow", false, "leave out Buildbot's poller failover (about 15 minutes)")
 	goBench := fs.String("gobench", "", "`go test -bench` output to include, such as bench.txt")
 	only := fs.String("only", "", "comma-separated workloads to run, all if empty")
@@ -51,7 +51,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	if *logMiB == 0 {
-		*logMiB = 256
+		*logMiB = 1024
 		if *quick {
 			*logMiB = 32
 		}

@@ -40,9 +40,10 @@ and mind the spread. Latency percentiles (p50, p99) are taken inside one
 run, over its builds or requests, and then summarized across runs.
 
 Run ` + "`QUICK=1 make bench`" + ` for a short development pass (fewer runs and
-builds; its figures are marked quick), ` + "`LOG_MB=1024 make bench`" + ` for a
-1 GiB log, and ` + "`SKIP_SLOW=1 make bench-buildbot`" + ` to leave out Buildbot's
-15-minute poller failover.
+builds; its figures are marked quick), ` + "`LOG_MB=N make bench`" + ` to change the
+size of the log ingestion workload's log (1024 MiB by default), and
+` + "`SKIP_SLOW=1 make bench-buildbot`" + ` to leave out Buildbot's 15-minute poller
+failover.
 
 `
 

@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -24,6 +26,7 @@ func TestConfigurationsDeclareWhatTheySay(t *testing.T) {
 		{"large", largeStar(false), 200, 1000, 300, "b0999", "bnew00", ""},
 		{"large shifted", largeStar(true), 200, 1000, 300, "bnew09", "b0015", "renamed0009"},
 		{"poller", pollerStar("/tmp/repo.git"), 0, 0, 0, "", "", ""},
+		{"log", logStar(logKinds[0], 1<<20), 1, 1, 0, "b0000", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -53,5 +56,27 @@ func TestConfigurationsDeclareWhatTheySay(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A log above Regent's per-step limit is printed by several steps, each
+// within it, that print the whole size between them.
+func TestLogStarSplitsAtTheStepLimit(t *testing.T) {
+	t.Parallel()
+	n := int64(maxStepLog*2 + 100)
+	fsys := fstest.MapFS{"regent.star": {Data: []byte(logStar(logKinds[1], n))}}
+	st, err := config.LoadFS(context.Background(), fsys, config.Options{InProcess: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := st.Builders[0].Steps
+	want := []string{fmt.Sprintf("head -c %d", maxStepLog), fmt.Sprintf("head -c %d", maxStepLog), "head -c 100"}
+	if len(steps) != len(want) {
+		t.Fatalf("%d steps, want %d", len(steps), len(want))
+	}
+	for i, s := range steps {
+		if !strings.HasSuffix(s.Command, want[i]) {
+			t.Errorf("step %d runs %q, want it to end with %q", i+1, s.Command, want[i])
+		}
 	}
 }

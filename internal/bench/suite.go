@@ -18,7 +18,8 @@ type Options struct {
 	WorkDir string
 	// Quick asks for the short development mode.
 	Quick bool
-	// LogMiB is the size of the log ingestion workload's log.
+	// LogMiB is the size of the log ingestion workload's log; 1024 if
+	// zero.
 	LogMiB int64
 	// SkipSlow leaves out Buildbot's poller failover, which takes about
 	// 15 minutes.
@@ -48,7 +49,7 @@ func newEnv(ctx context.Context, opts Options) (*env, error) {
 		opts.Log = slog.Default()
 	}
 	if opts.LogMiB <= 0 {
-		opts.LogMiB = 256
+		opts.LogMiB = 1024
 	}
 	dir, err := os.MkdirTemp(opts.WorkDir, "regent-bench-")
 	if err != nil {
