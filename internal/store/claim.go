@@ -103,17 +103,20 @@ func (s *Store) claimLocks(ctx context.Context, tx *sql.Tx, cands []candidate, n
 // request as waiting for the locks.
 func (s *Store) claimOne(ctx context.Context, tx *sql.Tx, lt *lockTable, c candidate, sess Session,
 	master string, now int64) (Claimed, bool, error) {
+	locks := c.builder.Locks
+	if len(locks) > 0 && lt.moot(locks) {
+		return Claimed{}, false, nil
+	}
 	if ok, err := s.lockRequest(ctx, tx, c.requestID); err != nil || !ok {
 		return Claimed{}, false, err
 	}
-	locks := c.builder.Locks
 	if len(locks) > 0 {
-		free, _, err := lt.free(ctx, locks, c.requestID, 0, 0)
+		free, blocking, err := lt.free(ctx, locks, c.requestID, 0, 0)
 		if err != nil {
 			return Claimed{}, false, err
 		}
 		if !free {
-			return Claimed{}, false, lt.want(ctx, locks, c.requestID, 0)
+			return Claimed{}, false, lt.want(ctx, locks, blocking, c.requestID, 0)
 		}
 	}
 	cl, err := startBuild(ctx, tx, c, sess, master, now)

@@ -104,6 +104,9 @@ type lockTable struct {
 	limits map[string]int
 	now    int64
 	rows   map[string]bool // lock rows locked by this transaction
+	// blocked counts, per lock, the requests this transaction found it
+	// had no room for and recorded as waiting.
+	blocked map[string]int
 }
 
 func (s *Store) lockTable(ctx context.Context, tx *sql.Tx, now int64) (*lockTable, error) {
@@ -111,7 +114,8 @@ func (s *Store) lockTable(ctx context.Context, tx *sql.Tx, now int64) (*lockTabl
 	if err != nil {
 		return nil, err
 	}
-	return &lockTable{s: s, tx: tx, limits: lim, now: now, rows: map[string]bool{}}, nil
+	return &lockTable{s: s, tx: tx, limits: lim, now: now, rows: map[string]bool{},
+		blocked: map[string]int{}}, nil
 }
 
 // max returns a lock's limit; a lock the configuration no longer declares
@@ -197,9 +201,23 @@ func (lt *lockTable) free(ctx context.Context, names []string, request, buildID 
 	return true, "", nil
 }
 
+// moot reports whether a claim need not even look at a request needing
+// the named locks: one of them already blocked as many earlier requests,
+// recorded as waiting, as it has places, so those requests hold every
+// place that could free up before this one.
+func (lt *lockTable) moot(names []string) bool {
+	for _, n := range names {
+		if lt.blocked[n] >= lt.max(n) {
+			return true
+		}
+	}
+	return false
+}
+
 // want records, or refreshes, that the request (or a step of its build)
-// waits for the named locks.
-func (lt *lockTable) want(ctx context.Context, names []string, request int64, step int) error {
+// waits for the named locks, blocked by the lock named blocking.
+func (lt *lockTable) want(ctx context.Context, names []string, blocking string, request int64, step int) error {
+	lt.blocked[blocking]++
 	for _, n := range names {
 		_, err := lt.tx.ExecContext(ctx, `INSERT INTO lock_waiters (lock_name, request_id, step,
 			since, last_wanted) VALUES ($1, $2, $3, $4, $4)
@@ -313,7 +331,7 @@ func (s *Store) AcquireStepLocks(ctx context.Context, buildID int64, token strin
 		}
 		if !ok {
 			out.Waiting = blocking
-			return lt.want(ctx, names, request, step)
+			return lt.want(ctx, names, blocking, request, step)
 		}
 		out.Acquired = true
 		return lt.hold(ctx, names, request, buildID, step)

@@ -343,3 +343,32 @@ func TestLockAcrossMastersC20(t *testing.T) {
 		t.Fatalf("at most %d builds held the lock at once, want 1", maxActive.Load())
 	}
 }
+
+// A waiter that nothing tries for any more (its worker went away) stops
+// holding later requests back once it has not been refreshed for a few
+// seconds.
+func TestStaleLockWaiterHoldsNobodyBack(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *store.Store) {
+		apply(t, s, lockState(1))
+		wa, wb, wc := login(t, s, "wa", "pw"), login(t, s, "wb", "pw"), login(t, s, "wc", "pw")
+		force(t, s, "c")
+		holder := claimOne(t, s, wc)
+		force(t, s, "b")
+		force(t, s, "a")
+		if c := claimOne(t, s, wb); c.Build.ID != 0 {
+			t.Fatal("b claimed while c holds the lock")
+		}
+		finish(t, s, holder, build.Success)
+		if c := claimOne(t, s, wa); c.Build.ID != 0 {
+			t.Fatal("a overtook b's fresh wait")
+		}
+		// wb never polls again.
+		deadline := time.Now().Add(15 * time.Second)
+		for claimOne(t, s, wa).Build.ID == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("a is still held back by b's abandoned wait")
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	})
+}
