@@ -1,5 +1,3 @@
-// Package cluster holds what masters share: wake-ups between the parts of
-// a master and, across masters, incarnations, leases and fencing.
 package cluster
 
 import "sync"

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/regent-ci/regent/internal/cluster"
 	"github.com/regent-ci/regent/internal/config"
 	"github.com/regent-ci/regent/internal/schedule"
@@ -89,6 +91,7 @@ type Master struct {
 	watcher    *configWatcher
 	server     *http.Server
 	listener   net.Listener
+	web        *web.Server
 	warned     sync.Map // keys of warnings logged once
 
 	mu     sync.Mutex
@@ -297,6 +300,9 @@ func (m *Master) Stop() {
 	m.drain()
 	ctx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
+	if m.web != nil {
+		m.web.Close() // end live streams, which Shutdown would wait for
+	}
 	m.server.Shutdown(ctx)
 	cancel()
 	// The loops first: a reconcile still running could otherwise start a
@@ -334,10 +340,12 @@ func (m *Master) handler() (http.Handler, error) {
 	}
 	ws, err := web.New(web.Config{Store: m.cfg.Store, Master: m.cfg.Name,
 		AdminToken: m.cfg.AdminToken, Wake: m.requests.Notify, Logger: m.log,
-		Version: m.cfg.Version, ExtraStatus: m.notices, Secrets: m.cfg.Secrets})
+		Version: m.cfg.Version, ExtraStatus: m.notices, Secrets: m.cfg.Secrets,
+		Collectors: []prometheus.Collector{cluster.NewCollector(m.member, m.supervisor)}})
 	if err != nil {
 		return nil, err
 	}
+	m.web = ws
 	mux := http.NewServeMux()
 	if m.hasRole(cluster.RoleDispatch) {
 		mux.Handle("/api/worker/v1/", wa.Handler())

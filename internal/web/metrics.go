@@ -14,9 +14,10 @@ import (
 
 // newMetrics returns the server's own registry: the cluster-wide counts
 // read from the store at each scrape, and the Go runtime's figures.
-func newMetrics(st *store.Store) *prometheus.Registry {
+func newMetrics(st *store.Store, extra []prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&storeCollector{store: st}, collectors.NewGoCollector())
+	reg.MustRegister(extra...)
 	return reg
 }
 

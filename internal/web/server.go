@@ -41,6 +41,9 @@ type Config struct {
 	// Secrets resolves secret("name") in configurations applied through
 	// the API. Optional: without it such configurations are refused.
 	Secrets config.SecretProvider
+	// Collectors add metrics of the master's own (its cluster membership)
+	// to /metrics. Optional.
+	Collectors []prometheus.Collector
 	// Version is shown in the UI's footer.
 	Version string
 	// LogPoll is how often a followed raw log looks for new bytes;
@@ -90,7 +93,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "web"), pages: p}
 	s.tokenSum = sha256.Sum256([]byte(cfg.AdminToken))
-	s.metrics = newMetrics(cfg.Store)
+	s.metrics = newMetrics(cfg.Store, cfg.Collectors)
 	s.closing, s.close = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -165,6 +168,8 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 		{"POST", p + "/hooks/gitlab", s.hook("gitlab")},
 		{"POST", p + "/hooks/gitea", s.hook("gitea")},
 		{"POST", p + "/hooks/generic", s.hook("generic")},
+		{"GET", p + "/repos", s.listRepos},
+		{"GET", p + "/repos/{name}", s.getRepo},
 	}
 	allowed := map[string][]string{}
 	var order []string

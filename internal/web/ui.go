@@ -33,6 +33,7 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /requests/{id}/cancel", s.uiAction(s.uiCancelRequest))
 	mux.HandleFunc("GET /workers", s.workersPage)
 	mux.HandleFunc("GET /changes", s.changesPage)
+	mux.HandleFunc("GET /repos", s.reposPage)
 	mux.HandleFunc("GET /generations", s.generationsPage)
 	mux.HandleFunc("GET /generations/{number}", s.generationPage)
 	mux.Handle("GET /static/", staticHandler())
