@@ -1,0 +1,527 @@
+package chaos
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// The invariants of DESIGN.md as the checker names them.
+const (
+	InvAttemptOnce = "attempt-once"  // 3: no build attempt executed twice
+	InvNoLostWork  = "no-lost-work"  // 3: every request ends, none silently lost
+	InvChangeOnce  = "change-once"   // 5: every change recorded once
+	InvNoStale     = "no-stale"      // 1: nothing retired shown as active
+	InvOneOwner    = "one-owner"     // 2: one live owner per service within the bound
+	InvFencing     = "fencing"       // 2: no write of a replaced owner accepted
+	InvLockLimit   = "lock-limit"    // locks never oversubscribed
+	InvCampaign    = "campaign-sane" // the campaign itself did what it meant to
+)
+
+// Violation is one breach of an invariant found in a history.
+type Violation struct {
+	Invariant string
+	At        time.Time
+	Message   string
+}
+
+func (v Violation) String() string { return v.Invariant + ": " + v.Message }
+
+// Check verifies every invariant on the history and returns the
+// violations found, in time order.
+func Check(h *History) []Violation {
+	var out []Violation
+	for _, check := range []func(*History) []Violation{
+		checkAttempts, checkRequests, checkChanges, checkStale, checkOwners, checkFencing, checkLocks,
+	} {
+		out = append(out, check(h)...)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+// buildsByID indexes the final builds.
+func buildsByID(h *History) map[int64]Build {
+	m := make(map[int64]Build, len(h.Final.Builds))
+	for _, b := range h.Final.Builds {
+		m[b.ID] = b
+	}
+	return m
+}
+
+// checkAttempts: every step of a build attempt ran at most once, every
+// step that ran belongs to a build the database has, a build that
+// succeeded really ran its steps, and one request never ran as two
+// builds unless the first was lost and retried.
+func checkAttempts(h *History) []Violation {
+	var out []Violation
+	builds := buildsByID(h)
+	type key struct {
+		build int64
+		step  string
+	}
+	starts, ends := map[key]int{}, map[key]int{}
+	first := map[int64]time.Time{}
+	for _, m := range h.Markers {
+		k := key{m.Build, m.Step}
+		if m.Phase == "start" {
+			starts[k]++
+			if starts[k] == 2 {
+				out = append(out, Violation{InvAttemptOnce, m.At,
+					fmt.Sprintf("step %s of build %d (%s #%d) ran twice", m.Step, m.Build, m.Builder, m.Number)})
+			}
+		} else {
+			ends[k]++
+		}
+		if t, ok := first[m.Build]; !ok || m.At.Before(t) {
+			first[m.Build] = m.At
+		}
+		b, ok := builds[m.Build]
+		switch {
+		case !ok:
+			if starts[k] == 1 && m.Phase == "start" {
+				out = append(out, Violation{InvAttemptOnce, m.At,
+					fmt.Sprintf("step %s ran for build %d, which the database does not hold", m.Step, m.Build)})
+			}
+		case b.Number != m.Number && m.Phase == "start":
+			out = append(out, Violation{InvAttemptOnce, m.At, fmt.Sprintf(
+				"step %s ran as %s #%d, but build %d is number %d", m.Step, m.Builder, m.Number, m.Build, b.Number)})
+		}
+	}
+	for _, b := range h.Final.Builds {
+		if b.Result != "success" {
+			continue
+		}
+		ran := 0
+		for k, n := range starts {
+			if k.build == b.ID {
+				ran += n
+				if ends[k] == 0 {
+					out = append(out, Violation{InvAttemptOnce, b.CreatedAt, fmt.Sprintf(
+						"build %d (%s #%d) succeeded but its step %s never finished", b.ID, b.Builder, b.Number, k.step)})
+				}
+			}
+		}
+		if ran == 0 {
+			out = append(out, Violation{InvAttemptOnce, b.CreatedAt, fmt.Sprintf(
+				"build %d (%s #%d) succeeded without running a step", b.ID, b.Builder, b.Number)})
+		}
+	}
+	perRequest := map[int64][]Build{}
+	for _, b := range h.Final.Builds {
+		perRequest[b.Request] = append(perRequest[b.Request], b)
+	}
+	for r, bs := range perRequest {
+		var live []string
+		for _, b := range bs {
+			if b.Result != "retry" {
+				live = append(live, fmt.Sprintf("%d (%s)", b.ID, b.Result))
+			}
+		}
+		if len(live) > 1 {
+			out = append(out, Violation{InvAttemptOnce, bs[len(bs)-1].CreatedAt, fmt.Sprintf(
+				"request %d ran as builds %s, none of them but the last lost and retried", r, strings.Join(live, ", "))})
+		}
+	}
+	return out
+}
+
+// checkRequests: after settling, every request ended complete through a
+// finished build or cancelled with a reason; every lost build that was
+// retried has exactly one successor; every build finished; every force a
+// master acknowledged is in the database.
+func checkRequests(h *History) []Violation {
+	var out []Violation
+	builds := buildsByID(h)
+	requests := map[int64]Request{}
+	for _, r := range h.Final.Requests {
+		requests[r.ID] = r
+		switch r.State {
+		case "cancelled":
+			if strings.TrimSpace(r.Reason) == "" {
+				out = append(out, Violation{InvNoLostWork, r.At,
+					fmt.Sprintf("request %d (%s) was cancelled without a reason", r.ID, r.Builder)})
+			}
+		case "complete":
+			b, ok := builds[r.Build]
+			switch {
+			case r.Merged != 0:
+			case !ok:
+				out = append(out, Violation{InvNoLostWork, r.At,
+					fmt.Sprintf("request %d (%s) is complete without a build", r.ID, r.Builder)})
+			case b.Request != r.ID:
+				out = append(out, Violation{InvNoLostWork, r.At,
+					fmt.Sprintf("request %d is complete through build %d of request %d", r.ID, b.ID, b.Request)})
+			case b.Result == "retry":
+				out = append(out, Violation{InvNoLostWork, r.At,
+					fmt.Sprintf("request %d is complete through build %d, which was lost and marked retry", r.ID, b.ID)})
+			}
+		default:
+			out = append(out, Violation{InvNoLostWork, r.At, fmt.Sprintf(
+				"request %d (%s) is still %s after the cluster settled", r.ID, r.Builder, r.State)})
+		}
+	}
+	successors := map[int64][]int64{}
+	for _, b := range h.Final.Builds {
+		if b.RetryOf != 0 {
+			successors[b.RetryOf] = append(successors[b.RetryOf], b.ID)
+		}
+	}
+	for _, b := range h.Final.Builds {
+		switch {
+		case b.State != "finished":
+			out = append(out, Violation{InvNoLostWork, b.CreatedAt, fmt.Sprintf(
+				"build %d (%s #%d) is still %s after the cluster settled", b.ID, b.Builder, b.Number, b.State)})
+		case (b.Result == "cancelled" || b.Result == "exception") && strings.TrimSpace(b.Reason) == "":
+			out = append(out, Violation{InvNoLostWork, b.CreatedAt,
+				fmt.Sprintf("build %d ended %s without a reason", b.ID, b.Result)})
+		}
+		next := successors[b.ID]
+		switch {
+		case b.Result == "retry" && len(next) != 1:
+			out = append(out, Violation{InvNoLostWork, b.CreatedAt, fmt.Sprintf(
+				"build %d was lost and marked retry, and has %d linked retries, want 1", b.ID, len(next))})
+		case b.Result != "retry" && len(next) > 0:
+			out = append(out, Violation{InvAttemptOnce, b.CreatedAt, fmt.Sprintf(
+				"build %d ended %s yet was retried as %v", b.ID, b.Result, next)})
+		}
+		for _, n := range next {
+			if nb := builds[n]; nb.Request != b.Request {
+				out = append(out, Violation{InvNoLostWork, b.CreatedAt, fmt.Sprintf(
+					"build %d of request %d was retried as build %d of request %d", b.ID, b.Request, n, nb.Request)})
+			}
+		}
+	}
+	for _, f := range h.Forces {
+		if _, ok := requests[f.Request]; !ok {
+			out = append(out, Violation{InvNoLostWork, f.At, fmt.Sprintf(
+				"request %d, acknowledged by %s for %s, is not in the database", f.Request, f.Via, f.Builder)})
+		}
+	}
+	return out
+}
+
+// checkChanges: every pushed commit is recorded exactly once, and no
+// change or due time made two buildsets of one scheduler.
+func checkChanges(h *History) []Violation {
+	var out []Violation
+	type key struct{ repo, branch, rev string }
+	seen := map[key]int{}
+	for _, c := range h.Final.Changes {
+		k := key{c.Repository, c.Branch, c.Revision}
+		seen[k]++
+		if seen[k] == 2 {
+			out = append(out, Violation{InvChangeOnce, h.Settled, fmt.Sprintf(
+				"revision %.10s of %s/%s is recorded more than once", c.Revision, c.Repository, c.Branch)})
+		}
+	}
+	for _, p := range h.Pushes {
+		if seen[key{"app", "main", p.Revision}] == 0 {
+			out = append(out, Violation{InvChangeOnce, p.At,
+				fmt.Sprintf("pushed revision %.10s was never recorded as a change", p.Revision)})
+		}
+	}
+	type bsKey struct {
+		scheduler string
+		what      string
+	}
+	sets := map[bsKey]int64{}
+	for _, bs := range h.Final.Buildsets {
+		var k bsKey
+		switch {
+		case bs.Change != 0:
+			k = bsKey{bs.Scheduler, fmt.Sprintf("change %d", bs.Change)}
+		case bs.Scheduler == "tick":
+			k = bsKey{bs.Scheduler, bs.Reason}
+		default:
+			continue
+		}
+		if prev, dup := sets[k]; dup {
+			out = append(out, Violation{InvChangeOnce, bs.CreatedAt, fmt.Sprintf(
+				"scheduler %s made buildsets %d and %d for one %s", k.scheduler, prev, bs.ID, k.what)})
+		}
+		sets[k] = bs.ID
+	}
+	return out
+}
+
+// checkStale: every list a master's API answered, once the propagation
+// bound had passed since an apply and before the next one began, shows
+// exactly that apply's builders and workers; and so does the database at
+// the end.
+func checkStale(h *History) []Violation {
+	var out []Violation
+	if len(h.Applies) == 0 {
+		return []Violation{{InvCampaign, h.Started, "the history records no applied configuration"}}
+	}
+	for _, l := range h.Lists {
+		i := -1
+		for j, a := range h.Applies {
+			if !a.At.Add(h.Bounds.Propagation).After(l.At) {
+				i = j
+			}
+		}
+		answered := l.Answered
+		if answered.IsZero() {
+			answered = l.At
+		}
+		if i < 0 || (i+1 < len(h.Applies) && !h.Applies[i+1].Started.After(answered)) {
+			continue
+		}
+		a := h.Applies[i]
+		if d := setDiff(a.Builders, l.Builders); d != "" {
+			out = append(out, Violation{InvNoStale, l.At, fmt.Sprintf(
+				"%s lists builders %s %s after apply %d", l.Master, d, l.At.Sub(a.At).Round(time.Millisecond), i)})
+		}
+		if d := setDiff(a.Workers, l.Workers); d != "" {
+			out = append(out, Violation{InvNoStale, l.At, fmt.Sprintf(
+				"%s lists workers %s %s after apply %d", l.Master, d, l.At.Sub(a.At).Round(time.Millisecond), i)})
+		}
+	}
+	last := h.Applies[len(h.Applies)-1]
+	if d := setDiff(last.Builders, h.Final.Builders); d != "" {
+		out = append(out, Violation{InvNoStale, h.Settled, "the database's active builders are " + d})
+	}
+	if d := setDiff(last.Workers, h.Final.Workers); d != "" {
+		out = append(out, Violation{InvNoStale, h.Settled, "the database's active workers are " + d})
+	}
+	return out
+}
+
+// setDiff describes how got differs from want, or returns "".
+func setDiff(want, got []string) string {
+	var extra, missing []string
+	for _, g := range got {
+		if !slices.Contains(want, g) {
+			extra = append(extra, g)
+		}
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			missing = append(missing, w)
+		}
+	}
+	if len(extra) == 0 && len(missing) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("with %v that should not be active and without %v", extra, missing)
+}
+
+// checkOwners: after settling, each service of the active configuration
+// has one live owner; while the campaign ran, tokens never went back and
+// no service went without a working owner for longer than the failover
+// bound, except while PostgreSQL was down or recovering.
+func checkOwners(h *History) []Violation {
+	var out []Violation
+	if len(h.Applies) > 0 {
+		final := map[string]Service{}
+		for _, s := range h.Final.Services {
+			final[s.Name] = s
+		}
+		for _, name := range h.Applies[len(h.Applies)-1].Services {
+			s, ok := final[name]
+			switch {
+			case !ok || s.Retired:
+				out = append(out, Violation{InvOneOwner, h.Settled, fmt.Sprintf("service %s is missing or retired", name)})
+			case s.Owner == "" || s.OwnerState != "alive":
+				out = append(out, Violation{InvOneOwner, h.Settled, fmt.Sprintf(
+					"service %s is owned by %q (%s) after the cluster settled", name, s.Owner, s.OwnerState)})
+			}
+		}
+	}
+
+	samples := slices.Clone(h.Samples)
+	sort.SliceStable(samples, func(i, j int) bool { return samples[i].At.Before(samples[j].At) })
+	token := map[string]int64{}
+	badSince := map[string]time.Time{}
+	for _, s := range samples {
+		seen := map[string]bool{}
+		for _, sv := range s.Services {
+			seen[sv.Name] = true
+			if sv.Token < token[sv.Name] {
+				out = append(out, Violation{InvOneOwner, s.At, fmt.Sprintf(
+					"service %s's token went back from %d to %d (as %s showed it)", sv.Name, token[sv.Name], sv.Token, s.Via)})
+			}
+			token[sv.Name] = max(token[sv.Name], sv.Token)
+			working := sv.Owner != "" && slices.Contains(s.Live, sv.Owner) && !h.masterFaulted(sv.Owner, s.At)
+			out = append(out, h.ownerGap(sv.Name, badSince, working, s.At)...)
+		}
+		for _, name := range campaignServices {
+			if !seen[name] {
+				out = append(out, h.ownerGap(name, badSince, false, s.At)...)
+			}
+		}
+	}
+	return out
+}
+
+// ownerGap tracks how long service has lacked a working owner and returns
+// a violation the first time a gap outlasts the failover bound.
+func (h *History) ownerGap(service string, badSince map[string]time.Time, working bool, at time.Time) []Violation {
+	if working {
+		delete(badSince, service)
+		return nil
+	}
+	since, ok := badSince[service]
+	if !ok {
+		badSince[service] = at
+		return nil
+	}
+	if since.IsZero() || at.Sub(since) <= h.Bounds.Failover || h.postgresDisturbed(since, at) {
+		return nil
+	}
+	badSince[service] = time.Time{} // reported once per gap
+	return []Violation{{InvOneOwner, at, fmt.Sprintf("service %s had no working owner from %s to %s (%s; the bound is %s)",
+		service, h.clock(since), h.clock(at), at.Sub(since).Round(time.Millisecond), h.Bounds.Failover)}}
+}
+
+// masterFaulted reports whether a fault was acting on the named master at
+// time at.
+func (h *History) masterFaulted(master string, at time.Time) bool {
+	for _, f := range h.Faults {
+		if f.Kind.onMaster() && f.Target == master && !at.Before(f.Start) && (f.End.IsZero() || at.Before(f.End)) {
+			return true
+		}
+	}
+	return false
+}
+
+// postgresDisturbed reports whether PostgreSQL was down, or recovering
+// within the recovery allowance, at any time between from and to.
+func (h *History) postgresDisturbed(from, to time.Time) bool {
+	for _, f := range h.Faults {
+		if f.Kind != PostgresRestart {
+			continue
+		}
+		end := f.End
+		if end.IsZero() {
+			end = h.Healed
+		}
+		if f.Start.Before(to) && end.Add(h.Bounds.Recovery).After(from) {
+			return true
+		}
+	}
+	return false
+}
+
+// clock shows a time as seconds since the campaign started.
+func (h *History) clock(t time.Time) string {
+	return fmt.Sprintf("+%.3fs", t.Sub(h.Started).Seconds())
+}
+
+// checkFencing: no master's log shows a durable write of a service made
+// with a token after another master had started the same service with a
+// newer one. The store keeps no token beside the rows a service writes,
+// so the logs are the evidence: a write is logged right after it
+// commits, and the fence holds the service's row lock until then, so an
+// accepted write always precedes the next owner's start. A fault on the
+// writer (pause, cut or slowed link) may delay its log line; a write
+// logged after such a fault is dated from the fault's start.
+func checkFencing(h *History) []Violation {
+	const grace = time.Second
+	var out []Violation
+	started := map[string][]LogLine{}
+	for _, l := range h.Services {
+		if l.Msg == "service started" {
+			started[l.Service] = append(started[l.Service], l)
+		}
+	}
+	for _, s := range started {
+		sort.SliceStable(s, func(i, j int) bool { return s[i].At.Before(s[j].At) })
+	}
+	tokens := map[string]int64{} // token of the service each process runs, by process/service
+	lines := slices.Clone(h.Services)
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].At.Before(lines[j].At) })
+	for _, l := range lines {
+		k := l.Process + "/" + l.Service
+		switch {
+		case l.Msg == "service started":
+			tokens[k] = l.Token
+		case l.Msg == "service stopped":
+			delete(tokens, k)
+		case l.Write:
+			tok, ok := tokens[k]
+			if !ok {
+				out = append(out, Violation{InvFencing, l.At, fmt.Sprintf(
+					"%s wrote for %s while not running it", l.Process, l.Service)})
+				continue
+			}
+			for _, s := range started[l.Service] {
+				if s.Token <= tok {
+					continue
+				}
+				if earliest := h.earliestCommit(l); earliest.After(s.At.Add(grace)) {
+					out = append(out, Violation{InvFencing, l.At, fmt.Sprintf(
+						"%s wrote for %s with token %d at %s, after %s had started it with token %d at %s",
+						l.Process, l.Service, tok, h.clock(l.At), s.Process, s.Token, h.clock(s.At))})
+				}
+				break
+			}
+		}
+	}
+	return out
+}
+
+// earliestCommit is the earliest time at which the write logged by l
+// may have committed: the log time, or the start of a fault on its
+// master that ended shortly before the line was logged.
+func (h *History) earliestCommit(l LogLine) time.Time {
+	master, _, _ := strings.Cut(l.Process, "-")
+	at := l.At
+	for _, f := range h.Faults {
+		if !f.Kind.onMaster() || f.Target != master || f.Start.After(l.At) {
+			continue
+		}
+		if f.End.IsZero() || !f.End.Before(l.At.Add(-2*time.Second)) {
+			at = minTime(at, f.Start)
+		}
+	}
+	return at
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// checkLocks: the builds holding the exclusive lock never ran their
+// steps at the same time, and no lock is held once the cluster settled.
+func checkLocks(h *History) []Violation {
+	type hold struct {
+		build      int64
+		start, end time.Time
+	}
+	starts := map[int64]Marker{}
+	var holds []hold
+	for _, m := range h.Markers {
+		if m.Lock == "" {
+			continue
+		}
+		if m.Phase == "start" {
+			starts[m.Build] = m
+		} else if s, ok := starts[m.Build]; ok {
+			holds = append(holds, hold{m.Build, s.At, m.At})
+		}
+	}
+	sort.Slice(holds, func(i, j int) bool { return holds[i].start.Before(holds[j].start) })
+	var out []Violation
+	for i := 1; i < len(holds); i++ {
+		for j := 0; j < i; j++ {
+			a, b := holds[j], holds[i]
+			if b.start.Before(a.end) {
+				out = append(out, Violation{InvLockLimit, b.start, fmt.Sprintf(
+					"builds %d and %d held lock %s at once: %s to %s and %s to %s", a.build, b.build, lockName,
+					h.clock(a.start), h.clock(a.end), h.clock(b.start), h.clock(b.end))})
+			}
+		}
+	}
+	if h.Final.LockHolds != 0 {
+		out = append(out, Violation{InvLockLimit, h.Settled,
+			fmt.Sprintf("%d lock holds remain after the cluster settled", h.Final.LockHolds)})
+	}
+	return out
+}
