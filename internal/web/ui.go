@@ -32,6 +32,7 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /buildsets/{id}", s.buildsetPage)
 	mux.HandleFunc("POST /requests/{id}/cancel", s.uiAction(s.uiCancelRequest))
 	mux.HandleFunc("GET /workers", s.workersPage)
+	mux.HandleFunc("GET /cluster", s.clusterPage)
 	mux.HandleFunc("GET /changes", s.changesPage)
 	mux.HandleFunc("GET /repos", s.reposPage)
 	mux.HandleFunc("GET /generations", s.generationsPage)
@@ -261,6 +262,26 @@ func (s *Server) workersPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, r, http.StatusOK, "workers", "Workers", workers)
+}
+
+// clusterData is what the cluster page shows.
+type clusterData struct {
+	Masters  []store.Master
+	Services []store.Service
+}
+
+func (s *Server) clusterPage(w http.ResponseWriter, r *http.Request) {
+	masters, err := s.cfg.Store.Masters(r.Context(), false)
+	if err != nil {
+		s.uiFail(w, r, "list masters", err)
+		return
+	}
+	services, err := s.cfg.Store.Services(r.Context(), false)
+	if err != nil {
+		s.uiFail(w, r, "list services", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "cluster", "Cluster", clusterData{Masters: masters, Services: services})
 }
 
 // changesData is what the changes page shows.

@@ -1,12 +1,14 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regent-ci/regent/internal/build"
 	"github.com/regent-ci/regent/internal/store"
@@ -366,5 +368,29 @@ func TestUIBuildsPaging(t *testing.T) {
 	if !strings.Contains(older, "app #1</a>") || strings.Contains(older, "docs #") ||
 		strings.Contains(older, "older builds") {
 		t.Errorf("the older page is not the first build of app alone: %s", older)
+	}
+}
+
+// The cluster page lists live masters and every clustered service with
+// its owner, so an operator sees at a glance what runs where.
+func TestClusterPage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	m, err := e.store.JoinMaster(ctx, store.MasterInfo{Name: "m-east", Host: "h1", Roles: []string{"web"}}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := e.page("/cluster", http.StatusOK)
+	for _, want := range []string{"m-east", "h1", "Clustered services"} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("cluster page lacks %q:\n%s", want, page)
+		}
+	}
+	if err := e.store.EndMaster(ctx, m.ID, store.MasterStopped, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if page := e.page("/cluster", http.StatusOK); strings.Contains(page, "m-east") {
+		t.Fatal("a stopped master is still listed")
 	}
 }
