@@ -23,9 +23,13 @@ const (
 
 // boundedSeeds are the campaigns make test runs, each boundedDuration
 // long: seeds that together inject every kind of fault.
-var boundedSeeds = []int64{1, 2}
+var boundedSeeds = []int64{3, 13}
 
-const boundedDuration = 40 * time.Second
+// The bounded campaigns' length and mean time between faults.
+const (
+	boundedDuration = 40 * time.Second
+	boundedFaultGap = 3 * time.Second
+)
 
 // TestCampaign is make chaos: one campaign of the seed and duration the
 // environment gives.
@@ -57,7 +61,7 @@ func TestCampaignBounded(t *testing.T) {
 	for _, seed := range boundedSeeds {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			runCampaign(t, Config{Options: Options{Seed: seed, Duration: boundedDuration, Workers: 4,
-				FaultGap: 3 * time.Second}, Settle: 90 * time.Second})
+				FaultGap: boundedFaultGap}, Settle: 90 * time.Second})
 		})
 	}
 }
