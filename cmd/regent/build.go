@@ -288,7 +288,8 @@ func (c *apiClient) queued(ctx context.Context, bs apiBuildset, wait bool) int {
 		if err != nil {
 			return fail("wait for request %d: %v", r.ID, err)
 		}
-		fmt.Printf("build %d (%s #%d): %s%s\n", b.ID, b.Builder, b.Number, deref(b.Result), reasonText(b.Reason))
+		fmt.Printf("build %d (%s #%d): %s%s\n", b.ID, b.Builder, b.Number, deref(b.Result),
+			reasonText(b.Reason))
 		code = max(code, exitFor(b))
 	}
 	return code

@@ -164,7 +164,8 @@ func (lt *lockTable) lockRows(ctx context.Context, names []string) error {
 // request (or, for step > 0, that step of its build) ahead of the later
 // waiters, and if not, the first lock that has none. Locks the build holds
 // already, for its whole run, count as free. The rows must be locked.
-func (lt *lockTable) free(ctx context.Context, names []string, request, buildID int64, step int) (bool, string, error) {
+func (lt *lockTable) free(ctx context.Context, names []string, request, buildID int64,
+	step int) (bool, string, error) {
 	for _, n := range names {
 		if buildID != 0 {
 			var own int
@@ -216,7 +217,8 @@ func (lt *lockTable) moot(names []string) bool {
 
 // want records, or refreshes, that the request (or a step of its build)
 // waits for the named locks, blocked by the lock named blocking.
-func (lt *lockTable) want(ctx context.Context, names []string, blocking string, request int64, step int) error {
+func (lt *lockTable) want(ctx context.Context, names []string, blocking string, request int64,
+	step int) error {
 	lt.blocked[blocking]++
 	for _, n := range names {
 		_, err := lt.tx.ExecContext(ctx, `INSERT INTO lock_waiters (lock_name, request_id, step,
@@ -293,7 +295,8 @@ type StepLocks struct {
 // recorded as waiting, in the order of its build request, and the caller
 // asks again a little later. A step that names no locks, or holds them
 // already, gets them at once.
-func (s *Store) AcquireStepLocks(ctx context.Context, buildID int64, token string, step int) (StepLocks, error) {
+func (s *Store) AcquireStepLocks(ctx context.Context, buildID int64, token string,
+	step int) (StepLocks, error) {
 	var out StepLocks
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.attempt(ctx, tx, buildID, token); err != nil {
