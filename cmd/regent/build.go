@@ -429,7 +429,7 @@ func (l *logPrinter) run(ctx context.Context) (apiBuildView, error) {
 		if err != nil {
 			return b, err
 		}
-		if l.only > 0 && !l.follow && !hasStep(steps, l.only) {
+		if l.only > 0 && (!l.follow || b.State == "finished") && !hasStep(steps, l.only) {
 			return b, fmt.Errorf("build %d has no step %d", l.id, l.only)
 		}
 		for _, s := range steps {

@@ -128,6 +128,7 @@ scheduler.force(name = "force", builders = ["ok", "bad", "long"])
 	// Usage and runtime errors exit 2.
 	run(2, "build", "show", "999999")
 	run(2, "build", "show", "x")
+	run(2, "build", "logs", id, "--step", "9", "--follow")
 	run(2, "build", "force", "nosuch")
 	run(2, "build", "frobnicate")
 	if _, _, code := regentCLI(t, "build", "show", "1", "--api", "http://127.0.0.1:1"); code != 2 {
