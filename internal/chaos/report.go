@@ -34,22 +34,18 @@ func Report(h *History, vs []Violation) string {
 }
 
 // Trace returns the campaign's events from a little before at to a little
-// after, at most traceMaxLines of them, nearest first.
+// after, in time order; when there are more than traceMaxLines, the
+// earliest are left out.
 func (h *History) Trace(at time.Time) []string {
 	var lines []string
 	from, to := at.Add(-traceBefore), at.Add(traceAfter)
-	first := -1
-	for i, e := range h.Events {
+	for _, e := range h.Events {
 		if e.At.Before(from) || e.At.After(to) {
 			continue
-		}
-		if first < 0 {
-			first = i
 		}
 		lines = append(lines, fmt.Sprintf("%s %-16s %-8s %s", h.clock(e.At), e.Kind, e.Target, e.Detail))
 	}
 	if len(lines) > traceMaxLines {
-		// Keep the lines closest to the violation: most of them before it.
 		cut := len(lines) - traceMaxLines
 		lines = append([]string{"..."}, lines[cut:]...)
 	}

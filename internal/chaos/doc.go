@@ -1,0 +1,71 @@
+// Package chaos runs fault-injection campaigns against a real Regent
+// cluster and checks DESIGN.md's invariants on what they recorded.
+//
+// # A campaign
+//
+// [Run] starts a PostgreSQL server of its own, three `regent master`
+// processes each reaching it through a fault proxy, four to eight `regent
+// worker` processes (each given all three masters) plus a spare worker
+// that the configurations add and remove, and a git repository that the
+// masters poll every second. A seed decides everything in advance (see
+// [NewPlan]): a steady workload of forced builds, pushes, cancellations
+// and configuration applies (builders renamed with previous_names, added,
+// removed, retry_lost flipped; the spare worker added or removed; through
+// the CLI straight to the database or through a master's API), and a
+// schedule of faults:
+//
+//	master-kill       SIGKILL a master, start it again a moment later
+//	master-pause      SIGSTOP a master for up to its time-to-live + 3 s
+//	master-blackhole  the master's proxy to PostgreSQL forwards nothing
+//	master-delay      ... forwards everything late
+//	master-reset      ... resets every connection
+//	worker-kill       SIGKILL a worker and its steps, as when its host dies
+//	worker-pause      SIGSTOP a worker and its steps
+//	postgres-restart  stop or crash PostgreSQL, start it again
+//
+// At most one master is under a fault at a time, so that two always work.
+// Once the campaign's time is up every fault is healed and the cluster is
+// given time to finish its work; then the database is read with SQL.
+//
+// Every build's steps append a line to a marker file named by the build's
+// id when they start and when they end (with the lock they hold, for the
+// builders holding the exclusive lock), which is how the checker knows
+// what really ran.
+//
+// # The history and the checker
+//
+// The [History] holds what was requested and acknowledged, the faults and
+// their times, the services and the builders and workers each master's
+// API showed while the campaign ran, the lines of the masters' logs about
+// clustered services, the markers, and the final database. [Check]
+// verifies on it:
+//
+//   - attempt-once: no step ran twice for one build attempt, nothing ran
+//     for a build the database lacks, a successful build really ran, and
+//     one request never ran as two builds unless the first was lost and
+//     retried as a linked build;
+//   - no-lost-work: after settling, every request is complete through its
+//     build or cancelled with a reason, every build finished, every lost
+//     build marked retry has exactly one successor, and every force a
+//     master acknowledged is in the database;
+//   - change-once: every pushed commit is recorded exactly once, and no
+//     change or due time gave one scheduler two buildsets;
+//   - no-stale: once the propagation bound has passed after an apply,
+//     every master lists exactly its builders and workers;
+//   - one-owner: after settling every service has one live owner; while
+//     the campaign ran, tokens never went back and no service lacked a
+//     working owner past the failover bound, except around a PostgreSQL
+//     restart;
+//   - fencing: no master logged a write of a service after another had
+//     started that service with a newer token (the store keeps no token
+//     beside the rows a service writes, so the logs are the evidence);
+//   - lock-limit: builds holding the exclusive lock never overlapped, and
+//     no lock is held after settling.
+//
+// A failure is reported with the seed and the events around each
+// violation ([Report]); the same seed replays the same plan.
+//
+// `make chaos SEED=N DURATION=10m` runs one campaign (TestCampaign);
+// `make test` runs TestCampaignBounded, two short campaigns of fixed
+// seeds.
+package chaos
