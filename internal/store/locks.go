@@ -163,14 +163,15 @@ func (lt *lockTable) lockRows(ctx context.Context, names []string) error {
 // free reports whether every named lock has room for the build request
 // request (or, for step > 0, that step of its build) ahead of the later
 // waiters, and if not, the first lock that has none. Locks the build holds
-// already, for its whole run, count as free. The rows must be locked.
+// already, for its whole run or for this step (an acquire repeated after
+// a lost answer), count as free. The rows must be locked.
 func (lt *lockTable) free(ctx context.Context, names []string, request, buildID int64,
 	step int) (bool, string, error) {
 	for _, n := range names {
 		if buildID != 0 {
 			var own int
 			err := lt.tx.QueryRowContext(ctx, `SELECT count(*) FROM lock_holders
-				WHERE lock_name = $1 AND build_id = $2 AND step = 0`, n, buildID).Scan(&own)
+				WHERE lock_name = $1 AND build_id = $2 AND step IN (0, $3)`, n, buildID, step).Scan(&own)
 			if err != nil {
 				return false, "", fmt.Errorf("count holders of lock %q: %w", n, err)
 			}
