@@ -138,3 +138,15 @@ func Force(ctx context.Context, st *store.Store, builder, reason string, props m
 	})
 	return bs, err
 }
+
+// ForceForm returns the parameters the force form of builder shows: those
+// of the first force scheduler (by name) that lists it, none when no
+// force scheduler does or the first has no parameters.
+func ForceForm(st *config.State, builder string) []config.ForceParameter {
+	for _, sc := range st.Schedulers {
+		if sc.Kind == config.SchedulerForce && slices.Contains(sc.Builders, builder) {
+			return sc.Parameters
+		}
+	}
+	return nil
+}

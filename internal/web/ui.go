@@ -10,6 +10,7 @@ import (
 
 	"github.com/regent-ci/regent/internal/build"
 	"github.com/regent-ci/regent/internal/config"
+	"github.com/regent-ci/regent/internal/schedule"
 	"github.com/regent-ci/regent/internal/store"
 )
 
@@ -92,6 +93,8 @@ type builderData struct {
 	Builder builderView
 	Builds  []store.Build
 	Pending []store.BuildRequest
+	// Parameters are the typed fields of the force form.
+	Parameters []config.ForceParameter
 }
 
 func (s *Server) builderPage(w http.ResponseWriter, r *http.Request) {
@@ -118,6 +121,9 @@ func (s *Server) builderPage(w http.ResponseWriter, r *http.Request) {
 		last = &builds[0]
 	}
 	data := builderData{Builder: newBuilderView(b, last), Builds: builds, Pending: pending}
+	if _, st, err := s.cfg.Store.ActiveState(r.Context()); err == nil {
+		data.Parameters = schedule.ForceForm(st, b.Name)
+	}
 	s.render(w, r, http.StatusOK, "builder", "Builder "+b.Name, data)
 }
 

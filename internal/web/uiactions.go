@@ -60,6 +60,12 @@ func (s *Server) uiForce(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
+	// The typed fields of the force form; an unchecked box sends nothing.
+	for key, vals := range r.PostForm {
+		if name, ok := strings.CutPrefix(key, "param:"); ok && name != "" && len(vals) > 0 {
+			props[name] = vals[len(vals)-1]
+		}
+	}
 	reason := strings.TrimSpace(r.PostForm.Get("reason"))
 	if reason == "" {
 		reason = "forced from the web UI"
