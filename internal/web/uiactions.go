@@ -60,7 +60,8 @@ func (s *Server) uiForce(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	// The typed fields of the force form; an unchecked box sends nothing.
+	// The typed fields of the force form. A bool sends a hidden "false"
+	// and, when its box is checked, a "true" after it: the last wins.
 	for key, vals := range r.PostForm {
 		if name, ok := strings.CutPrefix(key, "param:"); ok && name != "" && len(vals) > 0 {
 			props[name] = vals[len(vals)-1]
