@@ -10,14 +10,15 @@ import (
 
 // The invariants of DESIGN.md as the checker names them.
 const (
-	InvAttemptOnce = "attempt-once"  // 3: no build attempt executed twice
-	InvNoLostWork  = "no-lost-work"  // 3: every request ends, none silently lost
-	InvChangeOnce  = "change-once"   // 5: every change recorded once
-	InvNoStale     = "no-stale"      // 1: nothing retired shown as active
-	InvOneOwner    = "one-owner"     // 2: one live owner per service within the bound
-	InvFencing     = "fencing"       // 2: no write of a replaced owner accepted
-	InvLockLimit   = "lock-limit"    // locks never oversubscribed
-	InvCampaign    = "campaign-sane" // the campaign itself did what it meant to
+	InvAttemptOnce = "attempt-once"   // 3: no build attempt executed twice
+	InvNoLostWork  = "no-lost-work"   // 3: every request ends, none silently lost
+	InvChangeOnce  = "change-once"    // 5: every change recorded once
+	InvNoStale     = "no-stale"       // 1: nothing retired shown as active
+	InvOneOwner    = "one-owner"      // 2: one live owner per service within the bound
+	InvFencing     = "fencing"        // 2: no write of a replaced owner accepted
+	InvLockLimit   = "lock-limit"     // locks never oversubscribed
+	InvSurvives    = "build-survives" // 4: a build outlives any master's death
+	InvCampaign    = "campaign-sane"  // the campaign itself did what it meant to
 )
 
 // Violation is one breach of an invariant found in a history.
@@ -34,7 +35,8 @@ func (v Violation) String() string { return v.Invariant + ": " + v.Message }
 func Check(h *History) []Violation {
 	var out []Violation
 	for _, check := range []func(*History) []Violation{
-		checkAttempts, checkRequests, checkChanges, checkStale, checkOwners, checkFencing, checkLocks,
+		checkAttempts, checkRequests, checkChanges, checkStale, checkOwners, checkRunners, checkFencing,
+		checkLocks, checkSurvival,
 	} {
 		out = append(out, check(h)...)
 	}
@@ -524,4 +526,136 @@ func checkLocks(h *History) []Violation {
 			fmt.Sprintf("%d lock holds remain after the cluster settled", h.Final.LockHolds)})
 	}
 	return out
+}
+
+// serviceSpan is the time one master process ran a clustered service, by
+// its log.
+type serviceSpan struct {
+	process    string
+	token      int64
+	start, end time.Time
+}
+
+// spans returns, by service, when each master process ran it: from its
+// "service started" line to its "service stopped" line, or to the
+// process's last line if it ended without one.
+func (h *History) spans() map[string][]serviceSpan {
+	ended := map[string]time.Time{}
+	for _, r := range h.Runs {
+		ended[r.Process] = r.Ended
+	}
+	lines := slices.Clone(h.Services)
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].At.Before(lines[j].At) })
+	open := map[[2]string]serviceSpan{}
+	out := map[string][]serviceSpan{}
+	for _, l := range lines {
+		k := [2]string{l.Process, l.Service}
+		switch l.Msg {
+		case "service started":
+			open[k] = serviceSpan{process: l.Process, token: l.Token, start: l.At}
+		case "service stopped":
+			if sp, ok := open[k]; ok {
+				sp.end = l.At
+				out[l.Service] = append(out[l.Service], sp)
+				delete(open, k)
+			}
+		}
+	}
+	for k, sp := range open {
+		sp.end = ended[k[0]]
+		if sp.end.IsZero() {
+			sp.end = h.Settled
+		}
+		out[k[1]] = append(out[k[1]], sp)
+	}
+	for _, s := range out {
+		sort.Slice(s, func(i, j int) bool { return s[i].start.Before(s[j].start) })
+	}
+	return out
+}
+
+// checkRunners: two master processes never ran one service at once for
+// longer than the failover bound, counted from when the newer one
+// started or, if the older one's master was under a fault then, from the
+// end of that fault (a paused master can only stop once it runs again).
+func checkRunners(h *History) []Violation {
+	var out []Violation
+	for service, spans := range h.spans() {
+		for j, b := range spans {
+			for _, a := range spans[:j] {
+				if a.process == b.process || !b.start.Before(a.end) {
+					continue
+				}
+				allowed := b.start
+				master, _, _ := strings.Cut(a.process, "-")
+				for _, f := range h.Faults {
+					if f.Kind.onMaster() && f.Target == master && f.Start.Before(a.end) && !f.End.Before(b.start) {
+						allowed = maxTime(allowed, f.End)
+					}
+				}
+				if a.end.Sub(allowed) > h.Bounds.Failover && !h.postgresDisturbed(b.start, a.end) {
+					out = append(out, Violation{InvOneOwner, a.end, fmt.Sprintf(
+						"%s ran %s with token %d until %s, while %s ran it with token %d from %s",
+						a.process, service, a.token, h.clock(a.end), b.process, b.token, h.clock(b.start))})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// checkSurvival: a build is lost (exception or retry) only when its
+// worker was: killed, paused, ended, or removed from the configuration
+// while the build ran. Masters dying, hanging or losing the database
+// must not lose a build.
+func checkSurvival(h *History) []Violation {
+	var out []Violation
+	for _, b := range h.Final.Builds {
+		if b.Result != "exception" && b.Result != "retry" {
+			continue
+		}
+		from, to := b.CreatedAt.Add(-time.Second), b.FinishedAt.Add(time.Second)
+		if b.FinishedAt.IsZero() {
+			to = h.Settled
+		}
+		if b.Worker == "" || h.workerDisturbed(b.Worker, from, to) {
+			continue
+		}
+		out = append(out, Violation{InvSurvives, b.FinishedAt, fmt.Sprintf(
+			"build %d (%s #%d) on %s ended %s (%q) though nothing happened to its worker from %s to %s",
+			b.ID, b.Builder, b.Number, b.Worker, b.Result, b.Reason, h.clock(b.CreatedAt), h.clock(b.FinishedAt))})
+	}
+	return out
+}
+
+// workerDisturbed reports whether the named worker was under a fault,
+// ended, or was left out of an applied configuration between from and to.
+func (h *History) workerDisturbed(worker string, from, to time.Time) bool {
+	for _, f := range h.Faults {
+		end := f.End
+		if end.IsZero() {
+			end = h.Healed
+		}
+		if f.Target == worker && f.Start.Before(to) && end.After(from) {
+			return true
+		}
+	}
+	for _, e := range h.Events {
+		if e.Kind == "exit" && e.Target == worker && e.At.After(from) && e.At.Before(to) {
+			return true
+		}
+	}
+	for _, a := range h.Applies {
+		if a.At.After(from) && a.Started.Before(to) && !slices.Contains(a.Workers, worker) {
+			return true
+		}
+	}
+	return false
 }

@@ -40,6 +40,7 @@ func validHistory() *History {
 		Bounds:  Bounds{Propagation: 3 * time.Second, Failover: 10 * time.Second, Recovery: 14 * time.Second},
 		Applies: []Apply{{Started: t0, At: t0, Via: "database", Builders: []string{"a", "b", "lk"}, Workers: []string{"w1"}, Services: campaignServices}},
 		Forces:  []Force{{At: at(sec(1)), Via: "m1", Builder: "a", Request: 1}},
+		Faults:  []FaultRun{{Kind: WorkerKill, Target: "w1", Start: at(sec(3.2)), End: at(sec(4))}},
 		Pushes:  []Push{{At: at(sec(2)), Revision: "r1"}},
 		Lists:   []List{{At: at(sec(5)), Answered: at(sec(5.01)), Master: "m1", Builders: []string{"a", "b", "lk"}, Workers: []string{"w1"}}},
 		Final: Final{
@@ -53,7 +54,8 @@ func validHistory() *History {
 			},
 			Builds: []Build{
 				{ID: 10, Builder: "a", Number: 1, Request: 1, State: "finished", Result: "success", CreatedAt: at(sec(1))},
-				{ID: 11, Builder: "a", Number: 2, Request: 2, State: "finished", Result: "retry", Reason: "worker lost", CreatedAt: at(sec(3))},
+				{ID: 11, Builder: "a", Number: 2, Request: 2, State: "finished", Result: "retry", Reason: "worker lost",
+					Worker: "w1", CreatedAt: at(sec(3)), FinishedAt: at(sec(8.9))},
 				{ID: 12, Builder: "a", Number: 3, Request: 2, State: "finished", Result: "success", RetryOf: 11, CreatedAt: at(sec(9))},
 				{ID: 13, Builder: "lk", Number: 1, Request: 3, State: "finished", Result: "success", CreatedAt: at(sec(4))},
 				{ID: 14, Builder: "lk", Number: 2, Request: 4, State: "finished", Result: "success", CreatedAt: at(sec(4))},
@@ -201,6 +203,13 @@ func TestCheckCatchesBrokenHistories(t *testing.T) {
 			h.Final.Builds = append(h.Final.Builds, Build{ID: 16, Builder: "lk", Number: 3, Request: 6,
 				State: "finished", Result: "failure", CreatedAt: at(sec(4))})
 		}},
+		{"two masters ran one service past the bound", InvOneOwner, "while m2-run1 ran it", func(h *History) {
+			h.Services = append(h.Services,
+				LogLine{At: at(sec(3)), Process: "m2-run1", Msg: "service started", Service: "poller:app", Token: 2})
+		}},
+		{"a build lost while its worker was fine", InvSurvives, "nothing happened to its worker", func(h *History) {
+			h.Faults = nil
+		}},
 		{"a lock still held after settling", InvLockLimit, "remain", func(h *History) {
 			h.Final.LockHolds = 1
 		}},
@@ -241,7 +250,15 @@ func TestCheckExcusesWhatFaultsExplain(t *testing.T) {
 			h.Faults = append(h.Faults, FaultRun{Kind: MasterPause, Target: "m1", Start: at(sec(2.6)), End: at(sec(8))})
 			h.Services = append(h.Services,
 				LogLine{At: at(sec(7)), Process: "m2-run1", Msg: "service started", Service: "poller:app", Token: 2},
-				LogLine{At: at(sec(8.001)), Process: "m1-run1", Msg: "recorded branch heads", Service: "poller:app", Write: true})
+				LogLine{At: at(sec(8.001)), Process: "m1-run1", Msg: "recorded branch heads", Service: "poller:app", Write: true},
+				LogLine{At: at(sec(8.1)), Process: "m1-run1", Msg: "service stopped", Service: "poller:app", Token: 1})
+		}},
+		{"a paused master stopping its service once resumed", func(h *History) {
+			h.Faults = append(h.Faults, FaultRun{Kind: MasterPause, Target: "m1", Start: at(sec(3)), End: at(sec(25))})
+			h.Services = append(h.Services,
+				LogLine{At: at(sec(7)), Process: "m2-run1", Msg: "service started", Service: "poller:app", Token: 2},
+				LogLine{At: at(sec(25.5)), Process: "m1-run1", Msg: "service stopped", Service: "poller:app", Token: 1})
+			h.Samples = h.Samples[:2] // the samples do not matter here
 		}},
 		{"a list answered while the next apply was under way", func(h *History) {
 			h.Applies = append(h.Applies, Apply{Started: at(sec(5.005)), At: at(sec(5.5)), Builders: []string{"a"},

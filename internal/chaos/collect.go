@@ -126,3 +126,24 @@ func logfmt(line string) map[string]string {
 	}
 	return kv
 }
+
+// runSpan returns the times of the first and the last line of a process's
+// log in slog's text format.
+func runSpan(log string) (first, last time.Time) {
+	for _, line := range strings.Split(log, "\n") {
+		v, ok := strings.CutPrefix(line, "time=")
+		if !ok {
+			continue
+		}
+		v, _, _ = strings.Cut(v, " ")
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			continue
+		}
+		if first.IsZero() {
+			first = t
+		}
+		last = t
+	}
+	return first, last
+}

@@ -29,16 +29,26 @@ type History struct {
 	// Bounds are the limits the checker holds the cluster to.
 	Bounds Bounds `json:"bounds"`
 
-	Events   []Event    `json:"events"`
-	Forces   []Force    `json:"forces"`
-	Pushes   []Push     `json:"pushes"`
-	Applies  []Apply    `json:"applies"`
-	Faults   []FaultRun `json:"faults"`
-	Samples  []Sample   `json:"samples"`
-	Lists    []List     `json:"lists"`
-	Markers  []Marker   `json:"markers"`
-	Services []LogLine  `json:"service_log"`
-	Final    Final      `json:"final"`
+	Events   []Event      `json:"events"`
+	Forces   []Force      `json:"forces"`
+	Pushes   []Push       `json:"pushes"`
+	Applies  []Apply      `json:"applies"`
+	Faults   []FaultRun   `json:"faults"`
+	Samples  []Sample     `json:"samples"`
+	Lists    []List       `json:"lists"`
+	Markers  []Marker     `json:"markers"`
+	Services []LogLine    `json:"service_log"`
+	Runs     []ProcessRun `json:"runs"`
+	Final    Final        `json:"final"`
+}
+
+// ProcessRun is one process of a master or worker: from its first log line to
+// its last if it ended (Ended is zero for a process that still ran when
+// the history was collected).
+type ProcessRun struct {
+	Process string    `json:"process"`
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended"`
 }
 
 // Bounds are the time limits of DESIGN.md's invariants as the campaign
@@ -167,17 +177,18 @@ type Final struct {
 
 // Build is a row of the builds table.
 type Build struct {
-	ID        int64     `json:"id"`
-	Builder   string    `json:"builder"`
-	Number    int64     `json:"number"`
-	Request   int64     `json:"request"`
-	State     string    `json:"state"`
-	Result    string    `json:"result"`
-	Reason    string    `json:"reason"`
-	RetryOf   int64     `json:"retry_of"`
-	Worker    string    `json:"worker"`
-	Steps     int       `json:"steps"`
-	CreatedAt time.Time `json:"created_at"`
+	ID         int64     `json:"id"`
+	Builder    string    `json:"builder"`
+	Number     int64     `json:"number"`
+	Request    int64     `json:"request"`
+	State      string    `json:"state"`
+	Result     string    `json:"result"`
+	Reason     string    `json:"reason"`
+	RetryOf    int64     `json:"retry_of"`
+	Worker     string    `json:"worker"`
+	Steps      int       `json:"steps"`
+	CreatedAt  time.Time `json:"created_at"`
+	FinishedAt time.Time `json:"finished_at"`
 }
 
 // Request is a row of the build_requests table.

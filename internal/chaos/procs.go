@@ -51,6 +51,13 @@ func (n *node) current() *procs.Proc {
 	return n.proc
 }
 
+// allRuns returns every process the node ran, in order.
+func (n *node) allRuns() []*procs.Proc {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]*procs.Proc(nil), n.runs...)
+}
+
 // isHeld reports whether a fault is acting on the node.
 func (n *node) isHeld() bool {
 	n.mu.Lock()

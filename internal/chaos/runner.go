@@ -350,16 +350,24 @@ func (c *campaign) collect() {
 		c.t.Fatal(err)
 	}
 	var lines []LogLine
-	for _, m := range c.masters {
-		m.mu.Lock()
-		runs := append([]*procs.Proc(nil), m.runs...)
-		m.mu.Unlock()
-		for _, p := range runs {
-			lines = append(lines, ParseServiceLog(p.Name(), p.Stderr())...)
+	var runs []ProcessRun
+	for i, n := range c.nodes() {
+		for _, p := range n.allRuns() {
+			log := p.Stderr()
+			if i < len(c.masters) {
+				lines = append(lines, ParseServiceLog(p.Name(), log)...)
+			}
+			r := ProcessRun{Process: p.Name()}
+			var last time.Time
+			r.Started, last = runSpan(log)
+			if p.Exited() {
+				r.Ended = last
+			}
+			runs = append(runs, r)
 		}
 	}
 	c.rec.with(func(h *History) {
-		h.Final, h.Markers, h.Services = final, markers, lines
+		h.Final, h.Markers, h.Services, h.Runs = final, markers, lines, runs
 		for _, l := range lines {
 			detail := l.Msg
 			if l.Service != "" {
@@ -375,16 +383,8 @@ func (c *campaign) saveLogs(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	nodes := []*node{}
-	for _, m := range c.masters {
-		nodes = append(nodes, &m.node)
-	}
-	nodes = append(nodes, c.workers...)
-	for _, n := range nodes {
-		n.mu.Lock()
-		runs := append([]*procs.Proc(nil), n.runs...)
-		n.mu.Unlock()
-		for _, p := range runs {
+	for _, n := range c.nodes() {
+		for _, p := range n.allRuns() {
 			if err := os.WriteFile(filepath.Join(dir, p.Name()+".log"), []byte(p.Stdout()+p.Stderr()), 0o644); err != nil {
 				return err
 			}
@@ -392,4 +392,13 @@ func (c *campaign) saveLogs(dir string) error {
 	}
 	data, _ := os.ReadFile(c.pg.LogPath())
 	return os.WriteFile(filepath.Join(dir, "postgres.log"), data, 0o644)
+}
+
+// nodes returns the masters, then the workers.
+func (c *campaign) nodes() []*node {
+	var out []*node
+	for _, m := range c.masters {
+		out = append(out, &m.node)
+	}
+	return append(out, c.workers...)
 }
