@@ -124,3 +124,62 @@ scheduler.branch(name = "on-main", repo = r, branch = "main", builders = ["unit"
 		t.Fatalf("a poll failed:\n%s", out)
 	}
 }
+
+// Field case C14 against the real binary: the only branch is rewritten
+// (amended and force-pushed), then a further commit is pushed: each new
+// head is built and no poll fails. The branch is then deleted, which is
+// no error, and re-created, which is detected and built.
+func TestForcePushAndRecreatedBranchC14(t *testing.T) {
+	t.Parallel()
+	repo := newRepo(t)
+	commit(t, repo, "a.txt", "0\n")
+	c := startCluster(t, fmt.Sprintf(`
+r = git_repo(name = "app", url = %q, branches = ["main"], poll_interval = "1s")
+w1 = worker(name = "w1", password = secret("w1"))
+builder(name = "ci", workers = [w1], steps = [step.git(repo = r), step.shell(command = "git log -1 --format=%%H")])
+scheduler.branch(name = "on-main", repo = r, branch = "main", builders = ["ci"])
+`, repo), "")
+	c.worker(t.TempDir())
+	if _, err := c.master.WaitForLine("first poll recorded branch heads", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	built := func(rev string) {
+		t.Helper()
+		eventually(t, 30*time.Second, func() error {
+			for _, b := range builds(t, c.base) {
+				if b.Properties["revision"] == rev && b.State == "finished" {
+					if result(b) != "success" {
+						return fmt.Errorf("build of %.8s: %s", rev, result(b))
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("no finished build of %.8s", rev)
+		})
+	}
+	built(commit(t, repo, "b.txt", "1\n"))
+	gitRun(t, repo, "commit", "-q", "--amend", "-m", "amended")
+	built(gitRun(t, repo, "rev-parse", "HEAD"))
+	built(commit(t, repo, "c.txt", "2\n"))
+
+	gitRun(t, repo, "checkout", "-q", "--detach")
+	gitRun(t, repo, "branch", "-q", "-D", "main")
+	var r struct {
+		LastSuccess *time.Time `json:"last_success"`
+		Failing     bool       `json:"failing"`
+	}
+	deleted := time.Now()
+	eventually(t, 20*time.Second, func() error {
+		getJSON(t, c.base+"/api/v1/repos/app", &r)
+		if r.LastSuccess == nil || !r.LastSuccess.After(deleted.Add(time.Second)) {
+			return fmt.Errorf("no successful poll since the branch was deleted")
+		}
+		return nil
+	})
+	gitRun(t, repo, "checkout", "-q", "-b", "main")
+	built(commit(t, repo, "d.txt", "3\n"))
+	getJSON(t, c.base+"/api/v1/repos/app", &r)
+	if r.Failing || strings.Contains(c.master.Stderr(), "poll failed") {
+		t.Fatalf("a poll failed:\n%s", c.master.Stderr())
+	}
+}
