@@ -102,8 +102,10 @@ func checkURL(u string) error {
 		return fmt.Errorf("the URL is empty")
 	case strings.HasPrefix(u, "-"):
 		return fmt.Errorf("%q starts with '-', which git would read as an option", u)
-	case strings.ContainsFunc(u, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-		return fmt.Errorf("%q holds spaces or control characters", u)
+	case strings.ContainsFunc(u, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return fmt.Errorf("%q holds control characters", u)
+	case strings.TrimSpace(u) != u:
+		return fmt.Errorf("%q starts or ends with a space", u)
 	}
 	return nil
 }

@@ -57,3 +57,23 @@ func TestWriteFilesRefusesEscapingNames(t *testing.T) {
 		t.Error("WriteFiles accepted a configuration without regent.star")
 	}
 }
+
+func TestCheckURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"https://example.com/a.git", true},
+		{"/srv/git/with space/repo", true}, // git takes such paths
+		{"", false},
+		{"--upload-pack=evil", false},
+		{"/srv/a\nb", false},
+		{" /srv/a", false},
+		{"/srv/a\x7f", false},
+	} {
+		if err := checkURL(tc.url); (err == nil) != tc.ok {
+			t.Errorf("checkURL(%q) = %v, want ok %v", tc.url, err, tc.ok)
+		}
+	}
+}
