@@ -20,16 +20,29 @@ import (
 
 // Interpolate returns copies of steps and env with the properties props
 // substituted where they are named; the inputs are not changed. It is
-// pure, so a claim can call it as it hands a build to a worker.
+// pure: a worker calls [InterpolateStep] as each step starts, so that
+// properties set by earlier steps count.
 func Interpolate(steps []config.Step, env map[string]string, props map[string]string) ([]config.Step, map[string]string) {
 	out := make([]config.Step, len(steps))
 	for i, st := range steps {
-		st.Command = InterpolateString(st.Command, props)
-		st.Workdir = InterpolateString(st.Workdir, props)
-		st.Env = interpolateMap(st.Env, props)
-		out[i] = st
+		out[i] = InterpolateStep(st, props)
 	}
-	return out, interpolateMap(env, props)
+	return out, InterpolateEnv(env, props)
+}
+
+// InterpolateStep returns st with props substituted in its command,
+// working directory and environment values.
+func InterpolateStep(st config.Step, props map[string]string) config.Step {
+	st.Command = InterpolateString(st.Command, props)
+	st.Workdir = InterpolateString(st.Workdir, props)
+	st.Env = InterpolateEnv(st.Env, props)
+	return st
+}
+
+// InterpolateEnv returns a copy of env with props substituted in its
+// values; nil stays nil.
+func InterpolateEnv(env, props map[string]string) map[string]string {
+	return interpolateMap(env, props)
 }
 
 func interpolateMap(m, props map[string]string) map[string]string {
