@@ -7,8 +7,8 @@ import (
 	"github.com/regent-ci/regent/internal/config"
 )
 
-// Interpolation: a step's command, workdir and environment values, and a
-// builder's environment values, may name build properties as
+// Interpolation: a step's command and environment values, and a builder's
+// environment values, may name build properties as
 //
 //	%(prop:NAME)s             the property NAME, or "" when it is unset
 //	%(prop:NAME:-DEFAULT)s    the property, or DEFAULT when unset or empty
@@ -30,11 +30,12 @@ func Interpolate(steps []config.Step, env map[string]string, props map[string]st
 	return out, InterpolateEnv(env, props)
 }
 
-// InterpolateStep returns st with props substituted in its command,
-// working directory and environment values.
+// InterpolateStep returns st with props substituted in its command and
+// environment values. The working directory is left alone: validated when
+// the configuration is applied, it must not leave the build directory
+// through a property's value.
 func InterpolateStep(st config.Step, props map[string]string) config.Step {
 	st.Command = InterpolateString(st.Command, props)
-	st.Workdir = InterpolateString(st.Workdir, props)
 	st.Env = InterpolateEnv(st.Env, props)
 	return st
 }

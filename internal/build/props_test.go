@@ -35,7 +35,7 @@ func TestInterpolateLeavesInputsAlone(t *testing.T) {
 	props := map[string]string{"target": "staging", "branch": "main"}
 	gotSteps, gotEnv := Interpolate(steps, env, props)
 	want := config.Step{Kind: config.StepShell, Command: "deploy staging",
-		Env: map[string]string{"T": "staging"}, Workdir: "out/staging"}
+		Env: map[string]string{"T": "staging"}, Workdir: "out/%(prop:target)s"}
 	if !reflect.DeepEqual(gotSteps[0], want) || gotEnv["BRANCH"] != "main" {
 		t.Fatalf("got %+v, %v", gotSteps[0], gotEnv)
 	}
