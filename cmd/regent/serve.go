@@ -51,7 +51,7 @@ func runMaster(ctx context.Context, args []string) int {
 	name := fs.String("name", "", "master name, unique among live masters (default: the host name)")
 	tokenFile := fs.String("admin-token-file", "", "file holding the bearer token required for actions")
 	secretsDir := fs.String("secrets-dir", "", "directory of secret files for secret(\"name\") (also REGENT_SECRET_NAME variables)")
-	dataDir := fs.String("data-dir", "", "directory for caches such as git mirrors")
+	dataDir := fs.String("data-dir", "", "directory for caches such as git mirrors (default: the user cache directory)")
 	ttl := fs.Duration("worker-ttl", 30*time.Second, "how long a silent worker counts as alive")
 	maxStepLog := fs.Int64("max-step-log", workerapi.DefaultMaxStepLog, "most bytes of output stored per step; "+
 		"output past it is dropped after a marker line while the step runs on")

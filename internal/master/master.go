@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -112,7 +113,13 @@ func New(cfg Config) (*Master, error) {
 		cfg.Listen = "127.0.0.1:8010"
 	}
 	if cfg.DataDir == "" {
-		cfg.DataDir = filepath.Join(os.TempDir(), "regent-master-"+cfg.Name)
+		// The user's own cache, not a predictable path in a directory
+		// every user may write to.
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("master: no DataDir given and no user cache directory: %w", err)
+		}
+		cfg.DataDir = filepath.Join(cache, "regent", "master-"+url.PathEscape(cfg.Name))
 	}
 	if cfg.WorkerTTL <= 0 {
 		cfg.WorkerTTL = 30 * time.Second
