@@ -24,6 +24,7 @@
 //	postgres-restart  stop or crash PostgreSQL, start it again
 //
 // At most one master is under a fault at a time, so that two always work.
+// A worker fault hits a worker that is running a build when there is one.
 // Once the campaign's time is up every fault is healed and the cluster is
 // given time to finish its work; then the database is read with SQL.
 //

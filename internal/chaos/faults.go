@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // faultState is what the fault loop shares with the heal step.
@@ -69,6 +71,32 @@ func faultDetail(f Fault) string {
 	return "for " + f.For.Round(time.Millisecond).String()
 }
 
+// workerTarget picks the worker a fault hits: the i'th of those running
+// a build at the moment, so that faults catch builds in flight, or the
+// i'th of all if none is busy (or the database cannot tell).
+func (c *campaign) workerTarget(i int) *node {
+	var busy []string
+	_ = c.query(func(conn *pgx.Conn) error {
+		rows, err := conn.Query(context.Background(), `SELECT DISTINCT w.name FROM builds b
+			JOIN workers w ON w.id = b.worker_id WHERE b.state = 'running' ORDER BY w.name`)
+		if err != nil {
+			return err
+		}
+		busy, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	busy = slices.DeleteFunc(busy, func(name string) bool { return !slices.Contains(c.plan.Workers, name) })
+	if len(busy) > 0 {
+		name := busy[i%len(busy)]
+		for _, w := range c.workers {
+			if w.name == name {
+				return w
+			}
+		}
+	}
+	return c.workers[i%len(c.plan.Workers)]
+}
+
 // healAll waits until every fault has been healed.
 func (c *campaign) healAll() { c.faults.wg.Wait() }
 
@@ -84,7 +112,7 @@ func (c *campaign) inject(f Fault) (heal func() error, target string, err error)
 		m = c.masters[f.Target%len(c.masters)]
 		n = &m.node
 	} else {
-		n = c.workers[f.Target%len(c.plan.Workers)]
+		n = c.workerTarget(f.Target)
 	}
 	n.mu.Lock()
 	busy := n.held || n.proc == nil || n.proc.Exited()

@@ -62,16 +62,21 @@ func Summary(h *History) string {
 	for _, f := range h.Faults {
 		faults[f.Kind]++
 	}
-	fenced := 0
+	fenced, exits := 0, 0
 	for _, l := range h.Services {
 		if strings.Contains(l.Msg, "fenced") {
 			fenced++
 		}
 	}
+	for _, e := range h.Events {
+		if e.Kind == "exit" {
+			exits++
+		}
+	}
 	return fmt.Sprintf("seed %d, %s: %d forces, %d pushes, %d applies (generation %d), %d faults %v; "+
 		"%d requests, %d builds %v, %d changes, %d marker lines, %d ownership samples, %d list samples, "+
-		"%d fenced refusals logged; settled %s after healing",
+		"%d fenced refusals logged, %d processes ended on their own; settled %s after healing",
 		h.Seed, h.Duration, len(h.Forces), len(h.Pushes), len(h.Applies), h.Final.Generation, len(h.Faults), faults,
 		len(h.Final.Requests), len(h.Final.Builds), results, len(h.Final.Changes), len(h.Markers),
-		len(h.Samples), len(h.Lists), fenced, h.Settled.Sub(h.Healed).Round(time.Millisecond))
+		len(h.Samples), len(h.Lists), fenced, exits, h.Settled.Sub(h.Healed).Round(time.Millisecond))
 }
