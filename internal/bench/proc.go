@@ -73,6 +73,7 @@ func (l *Lab) Close() {
 // Proc is a process started by [Lab.Start], leader of a process group of
 // its own. If the harness dies, the kernel kills it.
 type Proc struct {
+	// Name labels the process in messages and names its output files.
 	Name   string
 	child  *testutil.Child
 	stdout string

@@ -65,6 +65,3 @@ func Millis(ds []time.Duration) []float64 {
 	}
 	return out
 }
-
-// Seconds converts a duration to seconds.
-func Seconds(d time.Duration) float64 { return d.Seconds() }
