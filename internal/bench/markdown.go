@@ -170,7 +170,11 @@ func writeProvenance(b *bytes.Buffer, run *Run) {
 	if m.Buildbot != "" {
 		fmt.Fprintf(b, ", Buildbot %s", m.Buildbot)
 	}
-	fmt.Fprintf(b, "; %s mode; took %s.\n\n", mode, (time.Duration(run.Elapsed) * time.Second).String())
+	fmt.Fprintf(b, "; %s mode; took %s", mode, (time.Duration(run.Elapsed) * time.Second).String())
+	if len(run.Load) == 2 && run.Load[0] >= 0 && run.Load[1] >= 0 {
+		fmt.Fprintf(b, "; load average %.1f at the start, %.1f at the end", run.Load[0], run.Load[1])
+	}
+	b.WriteString(".\n\n")
 }
 
 func writeNotes(b *bytes.Buffer, notes []string) {

@@ -86,6 +86,7 @@ func RunRegent(ctx context.Context, opts Options) (*Run, error) {
 		}},
 	})
 	run.Elapsed = time.Since(start).Seconds()
+	run.Load = append(run.Load, LoadAverage())
 	return run, nil
 }
 

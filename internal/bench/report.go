@@ -48,6 +48,9 @@ type Run struct {
 	Quick bool `json:"quick"`
 	// Elapsed is the run's wall time in seconds.
 	Elapsed float64 `json:"elapsed_s"`
+	// Load is the machine's one-minute load average at the start and at
+	// the end of the run: other work on the machine makes figures noisy.
+	Load []float64 `json:"load_average,omitempty"`
 	// Figures are the measurements, in the order they were taken.
 	Figures []Figure `json:"figures"`
 	// Ratios compare the two systems' figures of the same id; only in

@@ -10,7 +10,8 @@ import (
 
 func sampleVersus() *Run {
 	run := &Run{Target: "make bench-buildbot", Commit: "0123456789abcdef0123", Date: time.Date(2026, 12, 4, 17, 0, 0, 0, time.UTC),
-		Machine: Machine{CPUs: 2, MemoryMiB: 24105, GoVersion: "go1.26", Buildbot: "3.7.0"}, Elapsed: 125}
+		Machine: Machine{CPUs: 2, MemoryMiB: 24105, GoVersion: "go1.26", Buildbot: "3.7.0"}, Elapsed: 125,
+		Load: []float64{1.5, 12.25}}
 	fig := func(id, system, better string) Figure {
 		return Figure{ID: id, Group: "Dispatch: 4 workers, 1 builder", Name: id, System: system,
 			Unit: "u", Better: better}
@@ -57,7 +58,7 @@ func TestRenderMarkdown(t *testing.T) {
 		"`make bench-buildbot` on commit `0123456789ab`",
 		"23.5 GiB memory",
 		"Buildbot 3.7.0",
-		"took 2m5s",
+		"took 2m5s; load average 1.5 at the start, 12.2 at the end.",
 		"| throughput (u) | 110 (100–120, 18%, n=3) | 5.00 (4.00–6.00, 40%, n=3) | ×22.0 |",
 		"| latency (u) | 5.00 (4.00–6.00, 40%, n=3) | 150 (100–200, 67%, n=3) | ×30.0 |",
 		"| failover (u) | 0.5 (n=1) | not measured: skipped in this run |  |",

@@ -159,5 +159,5 @@ func newRun(ctx context.Context, opts Options, target string) (*Run, error) {
 		return nil, err
 	}
 	return &Run{Target: target, Commit: commit, Dirty: dirty, Date: time.Now().UTC(),
-		Machine: DescribeMachine(), Quick: opts.Quick}, nil
+		Machine: DescribeMachine(), Quick: opts.Quick, Load: []float64{LoadAverage()}}, nil
 }

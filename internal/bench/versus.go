@@ -94,6 +94,7 @@ func RunVersus(ctx context.Context, opts Options) (*Run, error) {
 	})
 	run.ComputeRatios()
 	run.Elapsed = time.Since(start).Seconds()
+	run.Load = append(run.Load, LoadAverage())
 	return run, nil
 }
 
