@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/regent-ci/regent/internal/store"
 )
 
 // tickCommand prints the time in nanoseconds every half second, n times.
@@ -221,31 +223,59 @@ scheduler.force(name = "force", builders = ["many"])
 	})
 	took := time.Since(start)
 
+	// A force whose answer was lost when m1 died was sent again through
+	// another master, which makes one more request: every request stored
+	// is checked, and each forced one must be among them.
+	all, err := f.openStore().Requests(t.Context(), store.RequestFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[int64]bool{}
 	seen := map[int64]bool{}
-	for _, r := range requests {
-		var req request
-		getJSON(t, fmt.Sprintf("%s/api/v1/requests/%d", f.anyURL(), r), &req)
-		if req.State != "complete" || req.Build == nil {
-			t.Fatalf("request %d: %+v, want complete with a build", r, req)
+	retried := 0
+	for _, r := range all {
+		stored[r.ID] = true
+		if r.State != store.RequestComplete || r.Build == nil {
+			t.Fatalf("request %d: %s, build %v; want complete with a build", r.ID, r.State, r.Build)
 		}
-		if seen[*req.Build] {
-			t.Fatalf("build %d ran two requests", *req.Build)
+		if seen[*r.Build] {
+			t.Fatalf("build %d ran two requests", *r.Build)
 		}
-		seen[*req.Build] = true
-		b := f.build(*req.Build)
-		if result(b) != "success" || b.RetryOf != nil {
-			t.Fatalf("request %d's build %d: %s (%q), retry of %v", r, b.ID, result(b), b.Reason, b.RetryOf)
+		seen[*r.Build] = true
+		b := f.build(*r.Build)
+		if result(b) != "success" {
+			t.Fatalf("request %d's build %d: %s (%q)", r.ID, b.ID, result(b), b.Reason)
+		}
+		// The only retries allowed are of builds a dying master handed
+		// out in an answer that never reached the worker: they never ran.
+		for p := b.RetryOf; p != nil; {
+			lost := f.build(*p)
+			if result(lost) != "retry" || !strings.Contains(lost.Reason, "never received") {
+				t.Fatalf("request %d was retried after build %d: %s (%q)", r.ID, lost.ID, result(lost), lost.Reason)
+			}
+			if _, err := os.Stat(filepath.Join(marks, strconv.FormatInt(lost.ID, 10))); err == nil {
+				t.Fatalf("build %d, said never received, ran its step", lost.ID)
+			}
+			retried++
+			p = lost.RetryOf
 		}
 		data, err := os.ReadFile(filepath.Join(marks, strconv.FormatInt(b.ID, 10)))
 		if err != nil || string(data) != fmt.Sprintf("%d\n", b.ID) {
 			t.Fatalf("build %d's step ran %q times (%v), want once", b.ID, data, err)
 		}
 	}
-	if n := countFiles(t, marks); n != total {
-		t.Fatalf("%d builds ran a step, want %d", n, total)
+	for _, r := range requests {
+		if !stored[r] {
+			t.Fatalf("forced request %d is not stored", r)
+		}
 	}
-	t.Logf("%d requests ran once each in %s through 3 masters and 8 workers; m1 was killed after %d "+
-		"builds and back after %d", total, took.Round(time.Millisecond), atKill, atRestart)
+	if n := countFiles(t, marks); n != len(all) {
+		t.Fatalf("%d builds ran a step, for %d requests", n, len(all))
+	}
+	t.Logf("%d requests (%d forced again after a lost answer) ran once each in %s through 3 masters "+
+		"and 8 workers; m1 was killed after %d builds and back after %d; %d builds handed out by m1 "+
+		"as it died were retried", len(all), len(all)-total, took.Round(time.Millisecond), atKill,
+		atRestart, retried)
 }
 
 // forceAny forces a build of builder through master first, or the next

@@ -220,6 +220,30 @@ func loseSessionBuilds(ctx context.Context, tx *sql.Tx, sessionID int64, reason 
 // afresh; if not, it ends with an exception. Either way the reason and the
 // build's steps and logs are kept.
 func loseBuild(ctx context.Context, tx *sql.Tx, id int64, reason string, now int64) error {
+	return endLostBuild(ctx, tx, id, "worker lost: "+reason, now, false)
+}
+
+// loseUnreceivedBuild ends a build that its worker, alive and polling, does
+// not report running. If no step of it was ever started, the worker never
+// received it (the answer that carried it was lost, as when the master that
+// claimed it died before answering), so nothing of it ran: it is retried as
+// a new, linked build whatever the builder's policy. Otherwise it is lost
+// as loseBuild says.
+func loseUnreceivedBuild(ctx context.Context, tx *sql.Tx, id int64, reason string, now int64) error {
+	var steps int
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM steps WHERE build_id = $1`, id).Scan(&steps)
+	if err != nil {
+		return fmt.Errorf("count steps of build %d: %w", id, err)
+	}
+	if steps == 0 {
+		return endLostBuild(ctx, tx, id, "the worker never received the build", now, true)
+	}
+	return loseBuild(ctx, tx, id, reason, now)
+}
+
+// endLostBuild is loseBuild with the whole reason given, retrying the
+// build whatever its builder's policy when retry is set.
+func endLostBuild(ctx context.Context, tx *sql.Tx, id int64, reason string, now int64, retry bool) error {
 	var request int64
 	var spec, cancelReason string
 	var cancel int
@@ -232,16 +256,16 @@ func loseBuild(ctx context.Context, tx *sql.Tx, id int64, reason string, now int
 	if cancel == 1 {
 		// Someone asked for the build to end: it is not retried.
 		return finishBuild(ctx, tx, id, build.Cancelled,
-			cancelReason+" (the worker was lost before it stopped the build: "+reason+")", now)
+			cancelReason+" (the build ended before its worker stopped it: "+reason+")", now)
 	}
 	var b config.Builder
 	if err := json.Unmarshal([]byte(spec), &b); err != nil {
 		return fmt.Errorf("decode builder of build %d: %w", id, err)
 	}
-	if !b.RetryLost {
-		return finishBuild(ctx, tx, id, build.Exception, "worker lost: "+reason, now)
+	if !b.RetryLost && !retry {
+		return finishBuild(ctx, tx, id, build.Exception, reason, now)
 	}
-	if err := finishBuild(ctx, tx, id, build.Retry, "worker lost: "+reason+"; retried", now); err != nil {
+	if err := finishBuild(ctx, tx, id, build.Retry, reason+"; retried", now); err != nil {
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE build_requests SET state = $1, claimed_at = NULL,

@@ -46,3 +46,41 @@ func TestCancelledBuildLostWithItsWorkerEndsCancelled(t *testing.T) {
 		}
 	})
 }
+
+// A build its live worker does not report running is retried if no step
+// of it ever started (the worker never received it, as when the master
+// that claimed it died before answering), whatever the builder's policy;
+// one whose steps started ends with an exception.
+func TestUnreportedBuildIsRetriedOnlyIfNothingRan(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		apply(t, s, state())
+		sess := login(t, s, "w1", "pw1")
+		force(t, s, "unit")
+		force(t, s, "unit")
+		cl, err := s.Claim(ctx, sess, "m1", 2)
+		if err != nil || len(cl) != 2 {
+			t.Fatalf("claim: %v, %d", err, len(cl))
+		}
+		started, unreceived := cl[0], cl[1]
+		if err := s.StartStep(ctx, started.Build.ID, started.AttemptToken, 1, "test"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReconcileRunning(ctx, sess.ID, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := s.BuildByID(ctx, started.Build.ID)
+		if deref(b.Result) != build.Exception {
+			t.Fatalf("a build whose step started: %s (%q), want exception", deref(b.Result), b.Reason)
+		}
+		b, _ = s.BuildByID(ctx, unreceived.Build.ID)
+		if deref(b.Result) != build.Retry || !strings.Contains(b.Reason, "never received") {
+			t.Fatalf("a build never received: %s (%q), want retry", deref(b.Result), b.Reason)
+		}
+		again, err := s.Claim(ctx, sess, "m1", 2)
+		if err != nil || len(again) != 1 || again[0].Build.RetryOf == nil ||
+			*again[0].Build.RetryOf != unreceived.Build.ID {
+			t.Fatalf("claim after the retry: %+v, %v; want the retry of build %d", again, err, unreceived.Build.ID)
+		}
+	})
+}

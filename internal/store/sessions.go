@@ -230,7 +230,8 @@ func (s *Store) ReconcileRunning(ctx context.Context, sessionID int64, running [
 		}
 		rows.Close()
 		for _, id := range missing {
-			if err := loseBuild(ctx, tx, id, "the worker no longer reports running it", micros(time.Now())); err != nil {
+			if err := loseUnreceivedBuild(ctx, tx, id, "the worker no longer reports running it",
+				micros(time.Now())); err != nil {
 				return err
 			}
 		}
