@@ -117,3 +117,27 @@ func (s *Store) WebhookDeliveries(ctx context.Context, repo string, limit int) (
 	}
 	return out, rows.Err()
 }
+
+// PruneWebhookDeliveries forgets, under fence f (housekeeping's), the
+// deliveries received more than olderThan ago, and returns how many. A
+// duplicate of a forgotten delivery still records nothing new: its
+// changes are already recorded, once per repository, branch and revision.
+func (s *Store) PruneWebhookDeliveries(ctx context.Context, f Fence, olderThan time.Duration) (int64, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.checkFence(ctx, tx, f); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE received_at < $1`,
+			micros(time.Now().Add(-olderThan)))
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune webhook deliveries: %w", err)
+	}
+	return n, nil
+}

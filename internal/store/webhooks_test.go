@@ -74,6 +74,12 @@ func TestRecordDeliveryOnceConcurrentlyAndLaterC15(t *testing.T) {
 		if err != nil || h["app"].LastWebhook == nil {
 			t.Fatalf("health = %+v, %v; want the last webhook noted", h, err)
 		}
+		if n, err := s.PruneWebhookDeliveries(ctx, store.Fence{}, time.Hour); err != nil || n != 0 {
+			t.Fatalf("pruned %d recent deliveries, %v", n, err)
+		}
+		if n, err := s.PruneWebhookDeliveries(ctx, store.Fence{}, -time.Hour); err != nil || n != 4 {
+			t.Fatalf("pruned %d deliveries, %v; want all 4", n, err)
+		}
 	})
 }
 
