@@ -22,7 +22,7 @@ import (
 // substituted where they are named; the inputs are not changed. It is
 // pure: a worker calls [InterpolateStep] as each step starts, so that
 // properties set by earlier steps count.
-func Interpolate(steps []config.Step, env map[string]string, props map[string]string) ([]config.Step, map[string]string) {
+func Interpolate(steps []config.Step, env, props map[string]string) ([]config.Step, map[string]string) {
 	out := make([]config.Step, len(steps))
 	for i, st := range steps {
 		out[i] = InterpolateStep(st, props)

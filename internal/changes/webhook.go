@@ -248,7 +248,8 @@ func (r *Receiver) Receive(ctx context.Context, src string, h http.Header, body 
 
 // repository finds the configured repository a delivery is for, checking
 // its signature.
-func (r *Receiver) repository(ctx context.Context, verify verifier, h http.Header, body []byte, ev Event) (config.Repo, error) {
+func (r *Receiver) repository(ctx context.Context, verify verifier, h http.Header, body []byte,
+	ev Event) (config.Repo, error) {
 	_, st, err := r.cfg.Store.ActiveState(ctx)
 	if errors.Is(err, store.ErrNotFound) {
 		return config.Repo{}, fmt.Errorf("%w: no configuration is applied yet", ErrUnknownRepository)

@@ -52,7 +52,8 @@ func (s *Service) runChanges(ctx context.Context, sc config.Scheduler, repo conf
 }
 
 // createBuildsets creates the buildsets ins for the changes cs together.
-func (s *Service) createBuildsets(ctx context.Context, sc config.Scheduler, ins []store.BuildsetInput, cs []store.Change) error {
+func (s *Service) createBuildsets(ctx context.Context, sc config.Scheduler, ins []store.BuildsetInput,
+	cs []store.Change) error {
 	if len(ins) == 0 {
 		return nil
 	}

@@ -122,7 +122,8 @@ func paramValue(p config.ForceParameter, v string) (string, error) {
 // given properties; the buildset's scheduler is props["scheduler"] as
 // [ForceProperties] sets it, or "force". The caller checks the
 // properties first.
-func Force(ctx context.Context, st *store.Store, builder, reason string, props map[string]string) (store.Buildset, error) {
+func Force(ctx context.Context, st *store.Store, builder, reason string,
+	props map[string]string) (store.Buildset, error) {
 	if reason == "" {
 		reason = "forced"
 	}

@@ -32,7 +32,8 @@ var triggeredProperties = []string{"revision", "branch", "repository", "change_i
 // expected to call Trigger, then [TriggerOutcome] until the children are
 // done when the step waits. Cancelling the parent build cancels its
 // children: [Service] does it within its interval.
-func Trigger(ctx context.Context, st *store.Store, parent store.Build, step int, schedulers []string, props map[string]string) ([]store.Buildset, error) {
+func Trigger(ctx context.Context, st *store.Store, parent store.Build, step int,
+	schedulers []string, props map[string]string) ([]store.Buildset, error) {
 	_, state, err := st.ActiveState(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("trigger from build %d: %w", parent.ID, err)
@@ -60,7 +61,8 @@ func Trigger(ctx context.Context, st *store.Store, parent store.Build, step int,
 		p["parent_build"] = strconv.FormatInt(parent.ID, 10)
 		p["parent_builder"] = parent.Builder
 		bs, _, err := st.CreateBuildset(ctx, store.BuildsetInput{
-			Reason:      fmt.Sprintf("triggered by %s build #%d (build %d), step %d", parent.Builder, parent.Number, parent.ID, step),
+			Reason: fmt.Sprintf("triggered by %s build #%d (build %d), step %d",
+				parent.Builder, parent.Number, parent.ID, step),
 			Scheduler:   sc.Name,
 			Properties:  p,
 			Builders:    sc.Builders,
@@ -90,7 +92,8 @@ func findScheduler(st *config.State, name string) (config.Scheduler, bool) {
 // the result a waiting trigger step takes. A child request that was
 // cancelled counts as cancelled; a finished build without result as an
 // exception. children lists the requests either way.
-func TriggerOutcome(ctx context.Context, st *store.Store, parent int64, step int) (done bool, result string, children []store.ChildRequest, err error) {
+func TriggerOutcome(ctx context.Context, st *store.Store, parent int64, step int) (
+	done bool, result string, children []store.ChildRequest, err error) {
 	children, err = st.TriggeredRequests(ctx, parent, step)
 	if err != nil {
 		return false, "", nil, err

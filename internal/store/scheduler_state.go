@@ -82,7 +82,8 @@ func (s *Store) ArmTimers(ctx context.Context, f Fence, scheduler string, timers
 // that expired and disarms it, in one transaction. If the timer was
 // re-armed for a newer change meanwhile, nothing happens and fired is
 // false.
-func (s *Store) FireTimer(ctx context.Context, f Fence, scheduler string, t SchedulerTimer, in BuildsetInput) (bs Buildset, fired bool, err error) {
+func (s *Store) FireTimer(ctx context.Context, f Fence, scheduler string, t SchedulerTimer,
+	in BuildsetInput) (bs Buildset, fired bool, err error) {
 	var id int64
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.checkFence(ctx, tx, f); err != nil {
@@ -127,7 +128,8 @@ func (s *Store) LastRun(ctx context.Context, scheduler string) (time.Time, error
 // not after the recorded last run was already made: nothing happens and
 // ran is false. So however late or often a run is attempted, each due
 // time is built at most once.
-func (s *Store) RecordRun(ctx context.Context, f Fence, scheduler string, due, at time.Time, in BuildsetInput) (bs Buildset, ran bool, err error) {
+func (s *Store) RecordRun(ctx context.Context, f Fence, scheduler string, due, at time.Time,
+	in BuildsetInput) (bs Buildset, ran bool, err error) {
 	var id int64
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.checkFence(ctx, tx, f); err != nil {

@@ -33,7 +33,8 @@ type Delivery struct {
 // delivery is still being recorded by another master or was recorded long
 // ago. Changes are recorded once per repository, branch and revision, as
 // with polls. New changes wake every master's schedulers.
-func (s *Store) RecordDelivery(ctx context.Context, d Delivery, changes []Change) (added []Change, duplicate bool, err error) {
+func (s *Store) RecordDelivery(ctx context.Context, d Delivery, changes []Change) (
+	added []Change, duplicate bool, err error) {
 	if d.Source == "" || d.Repository == "" || d.Ref == "" || d.NewRevision == "" {
 		return nil, false, fmt.Errorf("record webhook delivery: source, repository, ref "+
 			"and new revision are required (got %+v)", d)

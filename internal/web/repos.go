@@ -165,7 +165,8 @@ func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeError(w, http.StatusNotFound, fmt.Sprintf("repository %q is not in the active configuration", r.PathValue("name")))
+	writeError(w, http.StatusNotFound,
+		fmt.Sprintf("repository %q is not in the active configuration", r.PathValue("name")))
 }
 
 func (s *Server) reposPage(w http.ResponseWriter, r *http.Request) {
