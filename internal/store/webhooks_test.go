@@ -125,6 +125,7 @@ func TestCollapseMergesPendingRequestsOfABranch(t *testing.T) {
 		ctx := context.Background()
 		st := state()
 		st.Builders[1].CollapseRequests = true
+		st.Workers[0].MaxBuilds = 10
 		apply(t, s, st)
 		mk := func(branch, rev string, builders ...string) store.Buildset {
 			bs, _, err := s.CreateBuildset(ctx, store.BuildsetInput{Reason: "test", Scheduler: "s",
@@ -161,6 +162,31 @@ func TestCollapseMergesPendingRequestsOfABranch(t *testing.T) {
 		}
 		if n := pendingCount(t, s, "deploy"); n != 1 {
 			t.Fatalf("deploy, which does not collapse, has %d pending requests, want 1", n)
+		}
+
+		// Once the newest request runs, the merged ones lead to its build.
+		sess, _, err := s.OpenSession(ctx, "w1", "pw1", "m1", "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		claimed, err := s.Claim(ctx, sess, "m1", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var covering int64
+		for _, c := range claimed {
+			if c.Build.RequestID == newest {
+				covering = c.Build.ID
+			}
+		}
+		reqs, err = s.Requests(ctx, store.RequestFilter{Buildset: first.ID})
+		if err != nil || covering == 0 {
+			t.Fatalf("claimed %+v: %v", claimed, err)
+		}
+		for _, r := range reqs {
+			if r.Builder == "unit" && (r.CoveredBy == nil || *r.CoveredBy != covering) {
+				t.Fatalf("merged request = %+v, want it covered by build %d", r, covering)
+			}
 		}
 	})
 }
