@@ -23,11 +23,20 @@
 //     does a branch that a new configuration starts to watch.
 //   - A branch that is gone is forgotten, without error; if it comes back,
 //     it is a new branch.
+//   - A watched tag (the repository's tag patterns) that is new or moved
+//     makes one change for the commit it tags, on branch refs/tags/NAME
+//     with category tag; the first poll that watches tags records them
+//     without changes.
 //
 // The new heads and the changes are recorded in one transaction, and a
 // change is recorded once per repository, branch and revision, so that
 // several pollers, a retried poll and a webhook reporting the same commit
 // make one change between them.
+//
+// A repository behind credentials names a secret holding "USER:PASSWORD"
+// or a token; each poll reads it from the secret provider and hands it to
+// git as an HTTP Authorization header through git's environment, scoped to
+// the repository's URL, so it never appears in a command line or a log.
 //
 // # Many commits at once
 //
