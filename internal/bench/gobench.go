@@ -85,10 +85,14 @@ func AddGoBenchmarks(run *Run, benches []*GoBenchmark) {
 			vals := b.Metrics[unit]
 			f := Figure{ID: "go." + short + "." + b.Name + "." + unit, Group: "Go benchmarks (make bench, bench.txt)",
 				Name: short + "." + b.Name + " " + unit, System: SystemRegent, Unit: unit, Better: LowerIsBetter}
-			if unit == "ns/op" {
+			switch {
+			case unit == "ns/op":
 				f.Unit = "ms/op"
 				f.Name = short + "." + b.Name
 				vals = scale(vals, 1e-6)
+			case strings.HasSuffix(unit, "-ms"):
+				f.Unit = "ms"
+				f.Name = short + "." + b.Name + ", " + strings.TrimSuffix(unit, "-ms")
 			}
 			if sub, ok := strings.CutPrefix(b.Name, "BenchmarkApply/"); ok && unit == "ns/op" {
 				db, phase, _ := strings.Cut(sub, "/")

@@ -33,17 +33,17 @@ func RunRegent(ctx context.Context, opts Options) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
+	var benches []*GoBenchmark
 	if opts.GoBench != "" {
 		f, err := os.Open(opts.GoBench)
 		if err != nil {
 			return nil, fmt.Errorf("read Go benchmarks: %w", err)
 		}
-		benches, err := ParseGoBench(f)
+		benches, err = ParseGoBench(f)
 		f.Close()
 		if err != nil {
 			return nil, err
 		}
-		AddGoBenchmarks(run, benches)
 	}
 	e, err := newEnv(ctx, opts)
 	if err != nil {
@@ -85,6 +85,7 @@ func RunRegent(ctx context.Context, opts Options) (*Run, error) {
 			return measureRegentFailover(ctx, e, p.crashTrials, p.hangTrials, run)
 		}},
 	})
+	AddGoBenchmarks(run, benches)
 	run.Elapsed = time.Since(start).Seconds()
 	run.Load = append(run.Load, LoadAverage())
 	return run, nil
