@@ -85,6 +85,9 @@ func (m *Master) pollerDef(f store.Fence, r config.Repo) serviceDef {
 			Logger:    m.log,
 			OnChanges: func([]store.Change) { m.changes.Notify() },
 			OnPoll:    func(err error) { m.reportRun(f, err) },
+			Secrets:   m.cfg.Secrets,
+			Health:    m.cfg.Store,
+			Master:    m.cfg.Name,
 		})
 		if err != nil {
 			return nil, err
@@ -120,11 +123,23 @@ func (m *Master) watch(ctx context.Context, f store.Fence) {
 	m.reportRun(f, err)
 }
 
-// housekeep prunes incarnations that ended long ago.
+// webhookRetention is how long webhook deliveries are remembered to
+// recognise a late duplicate.
+const webhookRetention = 30 * 24 * time.Hour
+
+// housekeep prunes incarnations that ended long ago and webhook
+// deliveries too old to be redelivered.
 func (m *Master) housekeep(ctx context.Context, f store.Fence) {
 	n, err := m.cfg.Store.PruneMasters(ctx, f, m.cfg.IncarnationRetention)
 	if n > 0 {
 		m.log.Info("pruned ended master incarnations", "count", n)
+	}
+	if err == nil {
+		var d int64
+		d, err = m.cfg.Store.PruneWebhookDeliveries(ctx, f, webhookRetention)
+		if d > 0 {
+			m.log.Info("pruned old webhook deliveries", "count", d)
+		}
 	}
 	m.reportRun(f, err)
 }
