@@ -270,6 +270,12 @@ func TestCheckExcusesWhatFaultsExplain(t *testing.T) {
 			h.Applies[0].At = at(sec(3))
 			h.Lists[0].Builders = []string{"stale"}
 		}},
+		{"a periodic build started after the cluster was quiet", func(h *History) {
+			h.Quiet = at(sec(65))
+			h.Final.Requests = append(h.Final.Requests, Request{ID: 7, Builder: "a", State: "claimed", At: at(sec(66))})
+			h.Final.Builds = append(h.Final.Builds, Build{ID: 17, Builder: "a", Number: 4, Request: 7,
+				State: "running", CreatedAt: at(sec(66))})
+		}},
 		{"a cancelled step left without its end", func(h *History) {
 			h.Markers = append(h.Markers, Marker{Build: 16, Builder: "lk", Number: 3, Step: "hold", Phase: "start",
 				At: at(sec(4.2)), Lock: lockName})

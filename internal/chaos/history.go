@@ -18,9 +18,13 @@ type History struct {
 	Seed     int64         `json:"seed"`
 	Duration time.Duration `json:"duration"`
 	Started  time.Time     `json:"started"`
-	// Healed is when the last fault was healed; Settled, when the
-	// cluster was found quiet (or the settling time ran out).
+	// Healed is when the last fault was healed; Quiet, when no request
+	// was pending or claimed and no build running (zero if that never
+	// happened); Settled, when the last samples were taken after that.
+	// Work submitted after Quiet (a periodic scheduler's) may still run
+	// when the database is read.
 	Healed  time.Time `json:"healed"`
+	Quiet   time.Time `json:"quiet"`
 	Settled time.Time `json:"settled"`
 	// SettleTimedOut is set when work was still pending or running when
 	// the settling time ran out.

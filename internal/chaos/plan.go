@@ -100,7 +100,10 @@ type Options struct {
 	// MasterTTL is the masters' time-to-live, which sets how long
 	// pauses and cuts last.
 	MasterTTL time.Duration
-	// WorkerTTL is the workers' time-to-live.
+	// WorkerTTL is the workers' time-to-live; 10 s if zero, longer than
+	// any master fault lasts, since a worker stuck on a master cut off
+	// from the database longer than that loses its builds (a known fault:
+	// see TestFaultWorkerStuckOnCutOffMaster).
 	WorkerTTL time.Duration
 }
 
@@ -112,7 +115,7 @@ func (o *Options) defaults() {
 		o.MasterTTL = 4 * time.Second
 	}
 	if o.WorkerTTL <= 0 {
-		o.WorkerTTL = 6 * time.Second
+		o.WorkerTTL = 10 * time.Second
 	}
 }
 

@@ -268,6 +268,7 @@ func (c *campaign) settle() {
 	for {
 		busy, err := c.busy()
 		if err == nil && busy == "" {
+			c.rec.with(func(h *History) { h.Quiet = time.Now() })
 			break
 		}
 		if err != nil {
