@@ -86,7 +86,7 @@ func waitFor(t *testing.T, ctx context.Context, what, predicate string) {
 	t.Helper()
 	_, err := chromedp.Run(ctx, chromedp.Poll[bool](predicate,
 		chromedp.WithPollingInterval(50*time.Millisecond),
-		chromedp.WithPollingTimeout(20*time.Second)))
+		chromedp.WithPollingTimeout(45*time.Second))) // generous: CI machines are busy
 	if err != nil {
 		logText, _ := chromedp.Run(ctx, chromedp.Evaluate[string](
 			`(document.querySelector("#steps") || document.body).innerText`))
