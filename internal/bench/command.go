@@ -63,19 +63,12 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	jsonFile, mdFile := underRoot(abs, *jsonPath), underRoot(abs, *mdPath)
 
-	report, err := LoadReport(jsonFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "regent-bench: %v\n", err)
-		return 2
-	}
 	var run *Run
 	switch args[0] {
 	case "regent":
 		run, err = RunRegent(ctx, opts)
-		report.Regent = run
 	case "versus":
 		run, err = RunVersus(ctx, opts)
-		report.Versus = run
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "regent-bench: %v\n", err)
@@ -84,6 +77,20 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "regent-bench: interrupted; the reports are left as they were")
 		return 2
+	}
+
+	// Read the report only now, so that a run of the other target that
+	// ended meanwhile is kept.
+	report, err := LoadReport(jsonFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "regent-bench: %v\n", err)
+		return 2
+	}
+	switch args[0] {
+	case "regent":
+		report.Regent = run
+	case "versus":
+		report.Versus = run
 	}
 	if err := report.Save(jsonFile); err != nil {
 		fmt.Fprintf(stderr, "regent-bench: %v\n", err)

@@ -14,6 +14,7 @@ import (
 func RenderMarkdown(r *Report) []byte {
 	var b bytes.Buffer
 	b.WriteString(mdIntro)
+	renderGlance(&b, r)
 	if r.Regent != nil {
 		renderRegent(&b, r.Regent)
 	} else {
@@ -46,6 +47,50 @@ size of the log ingestion workload's log (1024 MiB by default), and
 failover.
 
 `
+
+// glanceIDs are the figures of `make bench` shown at a glance.
+var glanceIDs = []string{
+	"dispatch.w4.throughput", "dispatch.w4.idle.p50", "dispatch.w20.throughput", "dispatch.b1000.idle.p50",
+	"apply.large.first.sqlite", "apply.large.change.sqlite", "api.builders.p50",
+	"logs.random.rate", "logs.random.master_peak", "failover.crash.recorded", "failover.hang.moved",
+}
+
+// renderGlance writes the headline figures of both runs, each with the
+// name of its group.
+func renderGlance(b *bytes.Buffer, r *Report) {
+	var lines []string
+	if r.Regent != nil {
+		for _, id := range glanceIDs {
+			if f, ok := r.Regent.Figure(SystemRegent, id); ok && f.Measured() {
+				lines = append(lines, fmt.Sprintf("| %s: %s | %s %s |", f.Group, f.Name,
+					FormatValue(f.Summary.Median), f.Unit))
+			}
+		}
+	}
+	var versus []string
+	if r.Versus != nil {
+		for _, x := range r.Versus.Ratios {
+			rg, _ := r.Versus.Figure(SystemRegent, x.ID)
+			bb, _ := r.Versus.Figure(SystemBuildbot, x.ID)
+			versus = append(versus, fmt.Sprintf("| %s: %s | %s | %s | ×%s |", rg.Group, rg.Name,
+				FormatValue(rg.Summary.Median)+" "+rg.Unit, FormatValue(bb.Summary.Median)+" "+bb.Unit,
+				FormatValue(x.Advantage)))
+		}
+	}
+	if len(lines) == 0 && len(versus) == 0 {
+		return
+	}
+	b.WriteString("## At a glance\n\nMedians; the sections below have the ranges, the number of runs and how each figure is measured.\n\n")
+	if len(lines) > 0 {
+		b.WriteString("| Regent (`make bench`) | median |\n| --- | ---: |\n")
+		b.WriteString(strings.Join(lines, "\n") + "\n\n")
+	}
+	if len(versus) > 0 {
+		b.WriteString("| Regent beside Buildbot 3.7 (`make bench-buildbot`) | Regent | Buildbot | advantage |\n" +
+			"| --- | ---: | ---: | ---: |\n")
+		b.WriteString(strings.Join(versus, "\n") + "\n\n")
+	}
+}
 
 // renderRegent writes the section of `make bench`.
 func renderRegent(b *bytes.Buffer, run *Run) {
@@ -170,7 +215,7 @@ func writeProvenance(b *bytes.Buffer, run *Run) {
 	if m.Buildbot != "" {
 		fmt.Fprintf(b, ", Buildbot %s", m.Buildbot)
 	}
-	fmt.Fprintf(b, "; %s mode; took %s", mode, (time.Duration(run.Elapsed) * time.Second).String())
+	fmt.Fprintf(b, "; %s mode; the harness took %s", mode, (time.Duration(run.Elapsed) * time.Second).String())
 	if len(run.Load) == 2 && run.Load[0] >= 0 && run.Load[1] >= 0 {
 		fmt.Fprintf(b, "; load average %.1f at the start, %.1f at the end", run.Load[0], run.Load[1])
 	}

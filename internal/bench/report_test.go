@@ -58,10 +58,12 @@ func TestRenderMarkdown(t *testing.T) {
 		"`make bench-buildbot` on commit `0123456789ab`",
 		"23.5 GiB memory",
 		"Buildbot 3.7.0",
-		"took 2m5s; load average 1.5 at the start, 12.2 at the end.",
+		"the harness took 2m5s; load average 1.5 at the start, 12.2 at the end.",
 		"| throughput (u) | 110 (100–120, 18%, n=3) | 5.00 (4.00–6.00, 40%, n=3) | ×22.0 |",
 		"| latency (u) | 5.00 (4.00–6.00, 40%, n=3) | 150 (100–200, 67%, n=3) | ×30.0 |",
 		"| failover (u) | 0.5 (n=1) | not measured: skipped in this run |  |",
+		"## At a glance",
+		"| Dispatch: 4 workers, 1 builder: latency | 5.00 u | 150 u | ×30.0 |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report lacks %q:\n%s", want, md)
