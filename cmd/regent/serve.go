@@ -128,7 +128,10 @@ func runWorker(ctx context.Context, args []string) int {
 	name := fs.String("name", "", "worker name, as in the configuration")
 	pwFile := fs.String("password-file", "", "file holding the worker's password")
 	basedir := fs.String("basedir", "", "directory for builds and spooled logs")
-	maxBuilds := fs.Int("max-builds", 0, "builds to run at once (default 1)")
+	maxBuilds := fs.Int("max-builds", 0, "builds to run at once (default: the worker's "+
+		"max_builds in the configuration)")
+	secretsDir := fs.String("secrets-dir", "", "directory of secret files for steps' secret env; "+
+		"REGENT_SECRET_<NAME> variables are read too")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -145,8 +148,13 @@ func runWorker(ctx context.Context, args []string) int {
 	if err != nil {
 		return fail("read worker password: %v", err)
 	}
+	secrets := config.EnvSecrets("")
+	if *secretsDir != "" {
+		secrets = config.ChainSecrets(config.DirSecrets(*secretsDir), secrets)
+	}
 	w, err := worker.New(worker.Config{Masters: strings.Split(*masters, ","), Name: *name,
-		Password: pw, Basedir: *basedir, MaxBuilds: *maxBuilds, Logger: newLogger(*level)})
+		Password: pw, Basedir: *basedir, MaxBuilds: *maxBuilds, Secrets: secrets,
+		Logger: newLogger(*level)})
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -22,6 +22,9 @@ type Claimed struct {
 	AttemptToken string
 	Steps        []config.Step
 	Env          map[string]string
+	// SecretEnv names the secrets the worker resolves into the env of
+	// every step of the builder.
+	SecretEnv map[string]string
 	// Clean is set for a retry, which must start from a clean workspace.
 	Clean bool
 }
@@ -235,5 +238,5 @@ func startBuild(ctx context.Context, tx *sql.Tx, c candidate, sess Session, mast
 		b.RetryOf = &c.retryOf.Int64
 	}
 	return Claimed{Build: b, AttemptToken: token, Steps: c.builder.Steps, Env: c.builder.Env,
-		Clean: c.retryOf.Valid}, nil
+		SecretEnv: c.builder.SecretEnv, Clean: c.retryOf.Valid}, nil
 }

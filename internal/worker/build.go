@@ -1,12 +1,15 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,6 +61,11 @@ type buildRun struct {
 	// once final is set.
 	steps chan *stepReport
 	final outcome
+
+	// props are the build's properties as the next step sees them: the
+	// master's, then those set by earlier steps. Only the executor uses
+	// them.
+	props map[string]string
 }
 
 // stepReport is what the reporter delivers for one step.
@@ -154,7 +162,9 @@ func (b *buildRun) prepare() error {
 }
 
 // executeStep runs the step at index i and hands it to the reporter. On
-// the wire, steps are numbered from 1.
+// the wire, steps are numbered from 1. The step's command and env are
+// interpolated with the properties as they are when it starts, and the
+// properties it sets count for the steps after it.
 func (b *buildRun) executeStep(i int, st config.Step) outcome {
 	number := i + 1
 	log := b.log.With("step", number, "step_name", stepName(st))
@@ -166,14 +176,25 @@ func (b *buildRun) executeStep(i int, st config.Step) outcome {
 	}
 	rep := &stepReport{number: number, name: stepName(st), spool: sp, done: make(chan struct{})}
 	b.steps <- rep // buffered for every step: never blocks
+	end := func(o outcome) outcome {
+		rep.outcome = o
+		sp.close()
+		close(rep.done)
+		return o
+	}
+
+	st = build.InterpolateStep(st, b.props)
+	secrets, o := b.resolveSecrets(st)
+	if !o.ok() {
+		log.Warn("cannot resolve the step's secrets", "reason", o.reason)
+		return end(o)
+	}
+	sp.maskSecrets(slices.Collect(maps.Values(secrets)))
 
 	// The step's time limits start once it holds its locks.
 	if len(st.Locks) > 0 {
 		if o := b.acquireLocks(number, st.Locks, sp); !o.ok() {
-			rep.outcome = o
-			sp.close()
-			close(rep.done)
-			return o
+			return end(o)
 		}
 		defer b.releaseLocks(number)
 	}
@@ -185,14 +206,14 @@ func (b *buildRun) executeStep(i int, st config.Step) outcome {
 	}
 	switch st.Kind {
 	case config.StepShell:
-		rep.outcome = b.shellStep(st, sp, deadline)
+		rep.outcome, rep.props = b.shellStep(st, secrets, sp, deadline)
 	case config.StepGit:
-		rep.outcome, rep.props = b.gitStep(st, sp, deadline)
+		rep.outcome, rep.props = b.gitStep(st, secrets, sp, deadline)
 	default:
 		rep.outcome = outcome{build.Exception, fmt.Sprintf("unknown step kind %q", st.Kind)}
 	}
-	sp.close()
-	close(rep.done)
+	maps.Copy(b.props, rep.props)
+	end(rep.outcome)
 
 	log.Debug("step finished", "result", rep.outcome.result, "reason", rep.outcome.reason,
 		"duration", time.Since(started).Round(time.Millisecond))
@@ -209,44 +230,126 @@ func (b *buildRun) logLimit() int64 {
 	return limit
 }
 
-// shellStep runs the step's command with /bin/sh -c.
-func (b *buildRun) shellStep(st config.Step, sp *spool, deadline time.Time) outcome {
+// maxPropertyOutput bounds the standard output a set_property step may
+// turn into a property.
+const maxPropertyOutput = 1 << 20
+
+// shellStep runs the step's command with /bin/sh -c. A step with
+// set_property returns its trimmed standard output, secret values masked,
+// as that property when it succeeds.
+func (b *buildRun) shellStep(st config.Step, secrets map[string]string, sp *spool,
+	deadline time.Time) (outcome, map[string]string) {
 	dir := filepath.Join(b.dir, st.Workdir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return outcome{build.Exception, fmt.Sprintf("create workdir: %v", err)}
+		return outcome{build.Exception, fmt.Sprintf("create workdir: %v", err)}, nil
 	}
-	return process{
+	p := process{
 		args:     []string{"/bin/sh", "-c", st.Command},
 		dir:      dir,
-		env:      b.env(st),
+		env:      b.env(st, secrets),
 		out:      sp,
 		deadline: deadline,
 		timeout:  st.Timeout.D(),
 		silence:  st.NoOutputTimeout.D(),
 		grace:    b.w.cfg.KillGrace,
-	}.run(b.exec)
+	}
+	var stdout cappedBuffer
+	if st.SetProperty != "" {
+		stdout.limit = maxPropertyOutput
+		p.stdout = &stdout
+	}
+	o := p.run(b.exec)
+	if st.SetProperty == "" || !o.ok() {
+		return o, nil
+	}
+	if stdout.over {
+		return outcome{build.Failure, fmt.Sprintf("set_property %q: the standard output "+
+			"is longer than %d bytes", st.SetProperty, maxPropertyOutput)}, nil
+	}
+	value := maskString(strings.TrimSpace(stdout.buf.String()), slices.Collect(maps.Values(secrets)))
+	return o, map[string]string{st.SetProperty: value}
+}
+
+// cappedBuffer keeps up to limit bytes written to it and notes whether
+// more came.
+type cappedBuffer struct {
+	buf   bytes.Buffer
+	limit int
+	over  bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	room := c.limit - c.buf.Len()
+	if len(p) > room {
+		c.over = true
+		p = p[:max(room, 0)]
+	}
+	c.buf.Write(p)
+	return len(p), nil
+}
+
+// resolveSecrets returns the values of the secrets in the builder's and
+// the step's secret_env, by environment variable. A secret that the
+// worker cannot resolve fails the step as an exception naming it.
+func (b *buildRun) resolveSecrets(st config.Step) (map[string]string, outcome) {
+	ok := outcome{result: build.Success}
+	if len(b.a.SecretEnv) == 0 && len(st.SecretEnv) == 0 {
+		return nil, ok
+	}
+	out := map[string]string{}
+	for _, env := range []map[string]string{b.a.SecretEnv, st.SecretEnv} {
+		for _, k := range sortedKeys(env) {
+			name := env[k]
+			if b.w.cfg.Secrets == nil {
+				return nil, outcome{build.Exception, fmt.Sprintf("secret %q (env %s) cannot be "+
+					"resolved: worker %s has no secrets configured (--secrets-dir or "+
+					"%s* variables)", name, k, b.w.cfg.Name, config.DefaultEnvPrefix)}
+			}
+			v, err := b.w.cfg.Secrets.Secret(name)
+			if err != nil {
+				return nil, outcome{build.Exception, fmt.Sprintf("secret %q (env %s) cannot be "+
+					"resolved on worker %s: %v", name, k, b.w.cfg.Name, err)}
+			}
+			out[k] = v
+		}
+	}
+	return out, ok
 }
 
 // env is the environment of a step's commands, later entries winning:
-// the worker's own environment, the REGENT_* variables describing the
-// build (each property NAME as REGENT_PROP_NAME), the build's env, the
-// step's env.
-func (b *buildRun) env(st config.Step) []string {
-	env := os.Environ()
+// the worker's own environment less its REGENT_SECRET_* variables, the
+// REGENT_* variables describing the build (each property NAME as
+// REGENT_PROP_NAME), the build's env, the step's env, and the secrets
+// (a builder's secret giving way to the step's plain env of that name).
+func (b *buildRun) env(st config.Step, secrets map[string]string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, config.DefaultEnvPrefix) {
+			env = append(env, kv)
+		}
+	}
 	env = append(env,
 		"REGENT_BUILDER="+b.a.Builder,
 		"REGENT_BUILD_ID="+strconv.FormatInt(b.a.BuildID, 10),
 		"REGENT_BUILD_NUMBER="+strconv.FormatInt(b.a.Number, 10),
 		"REGENT_WORKER="+b.w.cfg.Name,
 	)
-	for _, k := range sortedKeys(b.a.Properties) {
-		env = append(env, "REGENT_PROP_"+envName(k)+"="+b.a.Properties[k])
+	for _, k := range sortedKeys(b.props) {
+		env = append(env, "REGENT_PROP_"+envName(k)+"="+b.props[k])
 	}
-	for _, k := range sortedKeys(b.a.Env) {
-		env = append(env, k+"="+b.a.Env[k])
+	buildEnv := build.InterpolateEnv(b.a.Env, b.props)
+	for _, k := range sortedKeys(buildEnv) {
+		env = append(env, k+"="+buildEnv[k])
 	}
 	for _, k := range sortedKeys(st.Env) {
 		env = append(env, k+"="+st.Env[k])
+	}
+	for _, k := range sortedKeys(secrets) {
+		_, plain := st.Env[k]
+		if _, stepSecret := st.SecretEnv[k]; plain && !stepSecret {
+			continue
+		}
+		env = append(env, k+"="+secrets[k])
 	}
 	return env
 }

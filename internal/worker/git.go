@@ -25,11 +25,12 @@ import (
 //
 // Each git command is echoed to the step's log before its output. The
 // checked-out commit is returned as the property "got_revision".
-func (b *buildRun) gitStep(st config.Step, sp *spool, deadline time.Time) (outcome, map[string]string) {
+func (b *buildRun) gitStep(st config.Step, secrets map[string]string, sp *spool,
+	deadline time.Time) (outcome, map[string]string) {
 	if st.RepoURL == "" {
 		return outcome{build.Exception, "the git step has no repository URL"}, nil
 	}
-	g := gitRunner{b: b, st: st, sp: sp, deadline: deadline}
+	g := gitRunner{b: b, st: st, secrets: secrets, sp: sp, deadline: deadline}
 
 	if _, err := os.Stat(filepath.Join(b.dir, ".git")); err != nil {
 		if err := os.RemoveAll(b.dir); err != nil {
@@ -73,6 +74,7 @@ func (b *buildRun) gitStep(st config.Step, sp *spool, deadline time.Time) (outco
 type gitRunner struct {
 	b        *buildRun
 	st       config.Step
+	secrets  map[string]string
 	sp       *spool
 	deadline time.Time
 }
@@ -80,7 +82,7 @@ type gitRunner struct {
 // target returns what to check out, fetching a revision that no branch
 // holds when the server allows it.
 func (g gitRunner) target() (string, outcome) {
-	props := g.b.a.Properties
+	props := g.b.props
 	if rev := props["revision"]; rev != "" {
 		if _, err := g.output("cat-file", "-e", rev+"^{commit}"); err != nil {
 			if o := g.run(g.b.dir, "fetch", "origin", rev); !o.ok() {
@@ -108,7 +110,7 @@ func (g gitRunner) run(dir string, args ...string) outcome {
 	return process{
 		args:     append([]string{"git"}, args...),
 		dir:      dir,
-		env:      append(g.b.env(g.st), "GIT_TERMINAL_PROMPT=0"),
+		env:      append(g.b.env(g.st, g.secrets), "GIT_TERMINAL_PROMPT=0"),
 		out:      g.sp,
 		deadline: g.deadline,
 		timeout:  g.st.Timeout.D(),
@@ -123,7 +125,7 @@ func (g gitRunner) output(args ...string) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = g.b.dir
-	cmd.Env = append(g.b.env(g.st), "GIT_TERMINAL_PROMPT=0")
+	cmd.Env = append(g.b.env(g.st, g.secrets), "GIT_TERMINAL_PROMPT=0")
 	out, err := cmd.Output()
 	return strings.TrimSpace(string(out)), err
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,6 +25,10 @@ type process struct {
 	dir  string
 	env  []string
 	out  *spool
+	// stdout, when set, receives the command's standard output as well
+	// as the spool; stdout then has a pipe of its own, so its order
+	// against standard error in the log is only as close as the reads.
+	stdout io.Writer
 	// deadline is when the step's total time runs out (zero: never);
 	// timeout is that total time, for the reason shown to users.
 	deadline time.Time
@@ -48,45 +53,85 @@ func (o outcome) ok() bool { return build.OK(o.result) }
 // when the command exits is killed too, so that a step never outlives
 // itself.
 func (p process) run(ctx context.Context) outcome {
-	r, w, err := os.Pipe()
+	pipes, err := p.pipes()
 	if err != nil {
 		return outcome{build.Exception, fmt.Sprintf("create output pipe: %v", err)}
 	}
 	cmd := exec.Command(p.args[0], p.args[1:]...)
 	cmd.Dir = p.dir
 	cmd.Env = p.env
-	cmd.Stdout = w
-	cmd.Stderr = w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout = pipes[0].w
+	cmd.Stderr = pipes[len(pipes)-1].w
+	cmd.SysProcAttr = stepProcAttr()
 	err = cmd.Start()
-	w.Close()
+	for _, pp := range pipes {
+		pp.w.Close()
+	}
 	if err != nil {
-		r.Close()
+		for _, pp := range pipes {
+			pp.r.Close()
+		}
 		return outcome{build.Exception, fmt.Sprintf("start %s: %v", p.args[0], err)}
 	}
 	pgid := cmd.Process.Pid
 
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		copyOutput(p.out, r)
-	}()
+	var copied sync.WaitGroup
+	for _, pp := range pipes {
+		copied.Add(1)
+		go func() {
+			defer copied.Done()
+			copyOutput(pp.dst, pp.r)
+		}()
+	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
 	killedFor := p.supervise(ctx, pgid, exited)
 
 	// The leader is gone; end the rest of its group, then read what is
-	// left in the pipe.
+	// left in the pipes.
 	signalGroup(pgid, syscall.SIGKILL)
-	r.SetReadDeadline(time.Now().Add(drainTimeout))
-	<-copied
-	r.Close()
+	for _, pp := range pipes {
+		pp.r.SetReadDeadline(time.Now().Add(drainTimeout))
+	}
+	copied.Wait()
+	for _, pp := range pipes {
+		pp.r.Close()
+	}
 
 	if killedFor.result != "" {
 		return killedFor
 	}
 	return exitOutcome(cmd.ProcessState)
+}
+
+// outputPipe is a pipe from the command and where its output goes.
+type outputPipe struct {
+	r, w *os.File
+	dst  io.Writer
+}
+
+// pipes returns one pipe for standard output and error merged into the
+// spool, or, when p.stdout is set, one for standard output and one for
+// standard error.
+func (p process) pipes() ([]outputPipe, error) {
+	n, dsts := 1, []io.Writer{p.out}
+	if p.stdout != nil {
+		n, dsts = 2, []io.Writer{io.MultiWriter(p.out, p.stdout), p.out}
+	}
+	var out []outputPipe
+	for i := range n {
+		r, w, err := os.Pipe()
+		if err != nil {
+			for _, pp := range out {
+				pp.r.Close()
+				pp.w.Close()
+			}
+			return nil, err
+		}
+		out = append(out, outputPipe{r: r, w: w, dst: dsts[i]})
+	}
+	return out, nil
 }
 
 // supervise waits for the command to exit and stops its group when a

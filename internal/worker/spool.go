@@ -29,8 +29,10 @@ type spool struct {
 	truncated bool
 	broken    bool // a write failed; later output is discarded
 	closed    bool
-	active    time.Time     // when output last arrived
-	notify    chan struct{} // capacity 1: the reporter has something to do
+	// mask, when set, hides secret values before output is stored.
+	mask   *masker
+	active time.Time     // when output last arrived
+	notify chan struct{} // capacity 1: the reporter has something to do
 }
 
 func newSpool(path string, limit int64, log *slog.Logger) (*spool, error) {
@@ -48,15 +50,37 @@ func newSpool(path string, limit int64, log *slog.Logger) (*spool, error) {
 	}, nil
 }
 
-// Write stores p, or the part of it that fits below the limit. It never
-// fails: output that cannot be kept is dropped, so that the step is never
-// stopped by its log.
+// maskSecrets makes the spool replace each of values in the output with
+// "***" before storing it; empty values are ignored.
+func (s *spool) maskSecrets(values []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mask = newMasker(values, s.store)
+}
+
+// Write stores p, or the part of it that fits below the limit, with
+// secret values masked. It never fails: output that cannot be kept is
+// dropped, so that the step is never stopped by its log.
 func (s *spool) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.active = time.Now()
-	if len(p) == 0 || s.closed || s.truncated || s.broken {
+	if len(p) == 0 || s.closed {
 		return len(p), nil
+	}
+	if s.mask != nil {
+		s.mask.write(p)
+	} else {
+		s.store(p)
+	}
+	return len(p), nil
+}
+
+// store appends p below the limit, then the truncation marker when p
+// reaches it; s.mu is held.
+func (s *spool) store(p []byte) {
+	if s.truncated || s.broken {
+		return
 	}
 
 	keep := p
@@ -75,7 +99,6 @@ func (s *spool) Write(p []byte) (int, error) {
 		s.append([]byte(marker))
 	}
 	s.wake()
-	return len(p), nil
 }
 
 // append writes b at the end of the file; s.mu is held.
@@ -119,10 +142,14 @@ func (s *spool) state() (size int64, closed bool) {
 	return s.size, s.closed
 }
 
-// close marks the output complete; the file stays readable.
+// close stores what the masker held back and marks the output complete;
+// the file stays readable.
 func (s *spool) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.mask != nil && !s.closed {
+		s.mask.flush()
+	}
 	s.closed = true
 	s.wake()
 }

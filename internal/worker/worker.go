@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/regent-ci/regent/internal/config"
 	"github.com/regent-ci/regent/internal/workerapi"
 )
 
@@ -65,6 +67,10 @@ type Config struct {
 	// KillGrace is how long a step's processes get between SIGTERM and
 	// SIGKILL (default 10s).
 	KillGrace time.Duration
+	// Secrets resolves the secrets named in the builders' and steps'
+	// secret_env when a step starts; their values are masked in the
+	// step's log. Nil means a step that names one fails.
+	Secrets config.SecretProvider
 }
 
 // withDefaults returns c with defaults filled in, or an error naming the
@@ -278,6 +284,10 @@ func (w *Worker) startBuild(root context.Context, a workerapi.Assignment) {
 		dir:      filepath.Join(w.cfg.Basedir, dirName(a.Builder), "build"),
 		spoolDir: filepath.Join(w.cfg.Basedir, spoolRoot, fmt.Sprint(a.BuildID)),
 		steps:    make(chan *stepReport, len(a.Steps)),
+		props:    maps.Clone(a.Properties),
+	}
+	if b.props == nil {
+		b.props = map[string]string{}
 	}
 	b.exec, b.stopExec = context.WithCancelCause(root)
 	b.report, b.stopReport = context.WithCancelCause(w.reports)

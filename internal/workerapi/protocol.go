@@ -72,7 +72,11 @@ type Assignment struct {
 	AttemptToken string            `json:"attempt_token"`
 	Properties   map[string]string `json:"properties"`
 	Env          map[string]string `json:"env,omitempty"`
-	Steps        []config.Step     `json:"steps"`
+	// SecretEnv maps environment variable names of every step to the
+	// names of the secrets giving their values, which the worker
+	// resolves; steps carry their own in config.Step.SecretEnv.
+	SecretEnv map[string]string `json:"secret_env,omitempty"`
+	Steps     []config.Step     `json:"steps"`
 	// CleanWorkspace asks the worker to empty the builder's directory
 	// before the first step, as a retried build must start afresh.
 	CleanWorkspace bool `json:"clean_workspace,omitempty"`

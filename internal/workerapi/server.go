@@ -253,7 +253,8 @@ func (s *Server) pollOnce(ctx context.Context, sess store.Session, req PollReque
 			"number", c.Build.Number, "worker", sess.WorkerName)
 		resp.Builds = append(resp.Builds, Assignment{BuildID: c.Build.ID, Builder: c.Build.Builder,
 			Number: c.Build.Number, AttemptToken: c.AttemptToken, Properties: c.Build.Properties,
-			Env: c.Env, Steps: c.Steps, CleanWorkspace: c.Clean, MaxStepLog: s.cfg.MaxStepLog})
+			Env: c.Env, SecretEnv: c.SecretEnv, Steps: c.Steps, CleanWorkspace: c.Clean,
+			MaxStepLog: s.cfg.MaxStepLog})
 	}
 	return resp, nil
 }
