@@ -65,6 +65,7 @@ func (w *Worker) loop(ctx context.Context) {
 			if s.PollTimeoutSeconds > 0 {
 				pollTimeout = time.Duration(s.PollTimeoutSeconds) * time.Second
 			}
+			w.adoptMaxBuilds(s.MaxBuilds)
 			continue
 		}
 
@@ -210,7 +211,8 @@ func (w *Worker) apply(ctx context.Context, resp workerapi.PollResponse) bool {
 	for _, a := range resp.Builds {
 		w.mu.Lock()
 		_, dup := w.builds[a.BuildID]
-		full := len(w.builds) >= w.cfg.MaxBuilds
+		full := len(w.builds) >= w.maxBuilds
+		maxBuilds := w.maxBuilds
 		w.mu.Unlock()
 		switch {
 		case dup:
@@ -221,7 +223,7 @@ func (w *Worker) apply(ctx context.Context, resp workerapi.PollResponse) bool {
 			// Refusing is not in the protocol and dropping would lose the
 			// build until the master noticed; run it and say so.
 			w.log.Warn("the master handed out more builds than this worker takes; running it anyway",
-				"build_id", a.BuildID, "max_builds", w.cfg.MaxBuilds)
+				"build_id", a.BuildID, "max_builds", maxBuilds)
 		}
 		w.startBuild(ctx, a)
 	}

@@ -50,7 +50,9 @@ type Config struct {
 	// Basedir holds one directory per builder (Basedir/<builder>/build)
 	// and the log spools (Basedir/.spool).
 	Basedir string
-	// MaxBuilds is how many builds run at once (default 1).
+	// MaxBuilds is how many builds run at once. Zero means the worker's
+	// max_builds in the configuration, as the master reports it at each
+	// login (1 until then).
 	MaxBuilds int
 	// Logger receives the worker's log (default slog.Default()).
 	Logger *slog.Logger
@@ -142,6 +144,10 @@ type Worker struct {
 	// unlinkCtx releases the tie between Start's context and cancel.
 	unlinkCtx func() bool
 	err       error
+	// maxBuilds is how many builds run at once: Config.MaxBuilds, or
+	// the master's word for it when fixedMax is false.
+	maxBuilds int
+	fixedMax  bool
 	builds    map[int64]*buildRun
 	builders  map[string]chan struct{} // one build per builder directory
 	poll      *inflightPoll
@@ -157,17 +163,20 @@ type Worker struct {
 
 // New validates cfg and returns a worker that is not started yet.
 func New(cfg Config) (*Worker, error) {
+	fixedMax := cfg.MaxBuilds != 0
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	w := &Worker{
-		cfg:      cfg,
-		log:      cfg.Logger.With("component", "worker", "worker", cfg.Name),
-		builds:   make(map[int64]*buildRun),
-		builders: make(map[string]chan struct{}),
-		ended:    make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		cfg:       cfg,
+		maxBuilds: cfg.MaxBuilds,
+		fixedMax:  fixedMax,
+		log:       cfg.Logger.With("component", "worker", "worker", cfg.Name),
+		builds:    make(map[int64]*buildRun),
+		builders:  make(map[string]chan struct{}),
+		ended:     make(chan struct{}, 1),
+		done:      make(chan struct{}),
 	}
 	if w.cfg.HTTPClient == nil {
 		w.cfg.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
@@ -350,5 +359,20 @@ func (w *Worker) running() ([]int64, int) {
 	for id := range w.builds {
 		ids = append(ids, id)
 	}
-	return ids, max(w.cfg.MaxBuilds-len(w.builds), 0)
+	return ids, max(w.maxBuilds-len(w.builds), 0)
+}
+
+// adoptMaxBuilds takes the max_builds a master reported at login, unless
+// the worker's own configuration fixes it.
+func (w *Worker) adoptMaxBuilds(n int) {
+	if n <= 0 || w.fixedMax {
+		return
+	}
+	w.mu.Lock()
+	changed := w.maxBuilds != n
+	w.maxBuilds = n
+	w.mu.Unlock()
+	if changed {
+		w.log.Info("running as many builds at once as the master says", "max_builds", n)
+	}
 }

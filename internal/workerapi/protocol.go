@@ -40,6 +40,9 @@ type SessionResponse struct {
 	PollTimeoutSeconds int `json:"poll_timeout_seconds"`
 	// Master is the name of the master that created the session.
 	Master string `json:"master"`
+	// MaxBuilds is the worker's max_builds in the configuration: how many
+	// builds it runs at once unless its own command line says otherwise.
+	MaxBuilds int `json:"max_builds,omitempty"`
 }
 
 // PollRequest is what a worker reports on every poll.

@@ -134,7 +134,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cfg.Wake.Notify() // superseded sessions' pollers must learn at once
 	writeJSON(w, http.StatusOK, SessionResponse{SessionID: sess.ID, Token: token,
-		PollTimeoutSeconds: int(s.cfg.PollTimeout / time.Second), Master: s.cfg.Master})
+		PollTimeoutSeconds: int(s.cfg.PollTimeout / time.Second), Master: s.cfg.Master,
+		MaxBuilds: sess.MaxBuilds})
 }
 
 type authedHandler func(http.ResponseWriter, *http.Request, store.Session)
