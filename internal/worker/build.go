@@ -209,6 +209,8 @@ func (b *buildRun) executeStep(i int, st config.Step) outcome {
 		rep.outcome, rep.props = b.shellStep(st, secrets, sp, deadline)
 	case config.StepGit:
 		rep.outcome, rep.props = b.gitStep(st, secrets, sp, deadline)
+	case config.StepTrigger:
+		rep.outcome = b.triggerStep(number, st, sp)
 	default:
 		rep.outcome = outcome{build.Exception, fmt.Sprintf("unknown step kind %q", st.Kind)}
 	}

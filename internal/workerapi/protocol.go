@@ -15,6 +15,10 @@
 //	POST /api/worker/v1/builds/{id}/steps/{n}/locks/acquire  AttemptRequest
 //	     -> LockGrant; the step runs only once Acquired is set
 //	POST /api/worker/v1/builds/{id}/steps/{n}/locks/release  AttemptRequest
+//	POST /api/worker/v1/builds/{id}/steps/{n}/trigger  TriggerRequest
+//	     -> TriggerStatus; starts a trigger step's builds, once
+//	GET  /api/worker/v1/builds/{id}/steps/{n}/trigger
+//	     -> TriggerStatus; polled by a trigger step that waits
 //	POST /api/worker/v1/builds/{id}/finish            BuildFinish
 //
 // Every build write carries the attempt token handed out with the build;

@@ -105,6 +105,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/finish", s.authed(s.stepFinish))
 	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/locks/acquire", s.authed(s.acquireLocks))
 	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/locks/release", s.authed(s.releaseLocks))
+	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/trigger", s.authed(s.trigger))
+	mux.HandleFunc("GET "+p+"/builds/{id}/steps/{n}/trigger", s.authed(s.triggerProgress))
 	mux.HandleFunc("POST "+p+"/builds/{id}/finish", s.authed(s.buildFinish))
 	return mux
 }
