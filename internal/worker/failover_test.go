@@ -242,3 +242,33 @@ func TestBackoffIsJitteredAndCapped(t *testing.T) {
 		t.Fatalf("after reset the delay is %s, want at most the minimum", d)
 	}
 }
+
+// Without its own MaxBuilds a worker takes the max_builds the master
+// reports at login; with one, it keeps its own.
+func TestMaxBuildsFromTheMaster(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name              string
+		own, master, want int
+	}{
+		{"master's", 0, 3, 3},
+		{"own beats master's", 1, 3, 1},
+		{"default when the master says nothing", 0, 0, DefaultMaxBuilds},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newFakeCluster(t)
+			c.maxBuilds = tc.master
+			cfg := testConfig(t, c.addMaster("m1").URL())
+			cfg.MaxBuilds = tc.own
+			startWorker(t, cfg)
+			c.waitFor(10*time.Second, "a poll", func() bool { return c.polls > 0 })
+			c.mu.Lock()
+			got := c.lastPoll.Capacity
+			c.mu.Unlock()
+			if got != tc.want {
+				t.Errorf("idle worker polls with capacity %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

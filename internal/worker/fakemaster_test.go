@@ -28,6 +28,7 @@ type fakeCluster struct {
 	changed     chan struct{} // closed and replaced on every change
 	password    string
 	pollTimeout int // seconds
+	maxBuilds   int // max_builds reported at login; 0: none
 	sessions    map[string]*fakeSession
 	nextSession int64
 	logins      int
@@ -311,7 +312,8 @@ func (m *fakeMaster) login(w http.ResponseWriter, r *http.Request) {
 	s := &fakeSession{id: c.nextSession, token: fmt.Sprintf("tok-%d", c.nextSession), active: true}
 	c.sessions[s.token] = s
 	writeJSON(w, http.StatusOK, workerapi.SessionResponse{
-		SessionID: s.id, Token: s.token, PollTimeoutSeconds: c.pollTimeout, Master: m.name})
+		SessionID: s.id, Token: s.token, PollTimeoutSeconds: c.pollTimeout, Master: m.name,
+		MaxBuilds: c.maxBuilds})
 }
 
 // endSessions makes every session refused with 401, as after a lost session.
