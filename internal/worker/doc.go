@@ -25,7 +25,8 @@
 //
 // # Builds
 //
-// Each build runs in its own goroutine, up to Config.MaxBuilds at once;
+// Each build runs in its own goroutine, up to Config.MaxBuilds at once
+// (when zero, the worker's max_builds that the master reports at login);
 // builds of one builder share the directory Basedir/<builder>/build and
 // so wait for each other. Steps run one after the other:
 //
@@ -36,7 +37,23 @@
 //     step's workdir), with the worker's environment plus REGENT_BUILDER,
 //     REGENT_BUILD_ID, REGENT_BUILD_NUMBER, REGENT_WORKER, every build
 //     property NAME as REGENT_PROP_NAME (upper case, other characters as
-//     '_'), the build's env and the step's env, later ones winning.
+//     '_'), the build's env and the step's env, later ones winning;
+//     the worker's own REGENT_SECRET_* variables are left out.
+//   - trigger: ask a master to start the builds of the step's triggerable
+//     schedulers; with wait, ask every second until they have ended and
+//     take the worst of their results.
+//
+// As each step starts, its command and env values and the build's env
+// values are interpolated (%(prop:NAME)s) with the build's properties,
+// those set by earlier steps included. A shell step with set_property
+// sets that property, for the steps after it and on the master, to its
+// trimmed standard output when it succeeds.
+//
+// Secrets named in the builder's and the step's secret env are resolved
+// through Config.Secrets as the step starts; one that cannot be resolved
+// fails the step as an exception naming it. Their values are replaced
+// by "***" in the step's output before it reaches the spool, also when a
+// value is split over several reads, and in a property set from output.
 //
 // A step that names locks first asks a master for them, again every half
 // second while a lock has no room (noting the wait in its log), and gives
@@ -47,7 +64,10 @@
 // when the worker stops, the whole group gets SIGTERM and, after
 // Config.KillGrace, SIGKILL. A timeout is a failure whose reason says
 // which limit was hit; a cancellation is "cancelled". When a command
-// exits, what it left running in its group is killed. A failing step
+// exits, what it left running in its group is killed. On Linux the
+// command also gets SIGKILL when the worker dies, even by SIGKILL; its
+// own children are not reached that way and run on as orphans until
+// they exit, as do processes that left the group. A failing step
 // with halt_on_failure, an exception or a cancellation ends the build:
 // the remaining steps are not started and not reported (the master shows
 // them as never run). The build's result is the worst of its steps'.
