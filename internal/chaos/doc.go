@@ -8,8 +8,10 @@
 // worker` processes (each given all three masters) plus a spare worker
 // that the configurations add and remove, and a git repository that the
 // masters poll every second. A seed decides everything in advance (see
-// [NewPlan]): a steady workload of forced builds, pushes, cancellations
-// and configuration applies (builders renamed with previous_names, added,
+// [NewPlan]): a steady workload of forced builds, pushes (half of them
+// also announced by signed webhook deliveries to one or two masters, which
+// race the poller to record the change), cancellations and configuration
+// applies (builders renamed with previous_names, added,
 // removed, retry_lost flipped; the spare worker added or removed; through
 // the CLI straight to the database or through a master's API), and a
 // schedule of faults:
@@ -24,7 +26,9 @@
 //	postgres-restart  stop or crash PostgreSQL, start it again
 //
 // At most one master is under a fault at a time, so that two always work.
-// A worker fault hits a worker that is running a build when there is one.
+// A master fault hits a given master, the owner of a given service or the
+// supervisor, whoever that is when it starts; a worker fault hits a
+// worker that is running a build when there is one.
 // Once the campaign's time is up every fault is healed and the cluster is
 // given time to finish its work; then the database is read with SQL.
 //

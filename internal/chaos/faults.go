@@ -71,6 +71,31 @@ func faultDetail(f Fault) string {
 	return "for " + f.For.Round(time.Millisecond).String()
 }
 
+// masterTarget picks the master a fault hits: a given one, the current
+// owner of one of the campaign's services, or the supervisor, as i says
+// (see masterTargets); the database tells who owns what, and when it
+// cannot, master i%3 is hit.
+func (c *campaign) masterTarget(i int) *master {
+	var name string
+	if j := i - len(c.masters); j >= 0 {
+		_ = c.query(func(conn *pgx.Conn) error {
+			ctx := context.Background()
+			if j < len(campaignServices) {
+				return conn.QueryRow(ctx, `SELECT m.name FROM services s JOIN masters m ON m.id = s.owner
+					WHERE s.name = $1`, campaignServices[j]).Scan(&name)
+			}
+			return conn.QueryRow(ctx, `SELECT m.name FROM leases l JOIN masters m ON m.id = l.holder
+				WHERE l.name = 'supervisor'`).Scan(&name)
+		})
+	}
+	for _, m := range c.masters {
+		if m.name == name {
+			return m
+		}
+	}
+	return c.masters[i%len(c.masters)]
+}
+
 // workerTarget picks the worker a fault hits: the i'th of those running
 // a build at the moment, so that faults catch builds in flight, or the
 // i'th of all if none is busy (or the database cannot tell).
@@ -109,7 +134,7 @@ func (c *campaign) inject(f Fault) (heal func() error, target string, err error)
 	var n *node
 	var m *master
 	if f.Kind.onMaster() {
-		m = c.masters[f.Target%len(c.masters)]
+		m = c.masterTarget(f.Target)
 		n = &m.node
 	} else {
 		n = c.workerTarget(f.Target)

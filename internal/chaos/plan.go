@@ -78,12 +78,17 @@ type Action struct {
 	API    bool
 }
 
+// masterTargets is the number of ways a master fault picks its master:
+// masters 0 to 2; the owner, when the fault starts, of each of the
+// campaign's services (3 to 5); the supervisor (6).
+const masterTargets = 7
+
 // Fault is one fault of the schedule: what, on whom, when and how long.
 type Fault struct {
 	At     time.Duration
 	For    time.Duration
 	Kind   FaultKind
-	Target int           // a master's or worker's index
+	Target int           // a worker's index, or a master's: see masterTargets
 	Delay  time.Duration // for MasterDelay
 	Crash  bool          // for PostgresRestart: crash rather than stop
 }
@@ -201,7 +206,7 @@ func planFaults(r *rand.Rand, o Options) []Fault {
 			}
 			w -= k.weight
 		}
-		f := Fault{At: at, Kind: kind, Target: r.IntN(3)}
+		f := Fault{At: at, Kind: kind, Target: r.IntN(masterTargets)}
 		switch kind {
 		case MasterKill:
 			f.For = between(r, 200*time.Millisecond, 3*time.Second)

@@ -10,6 +10,9 @@ import (
 // hold for their whole build.
 const lockName = "excl"
 
+// hookSecret names the secret that signs webhook deliveries.
+const hookSecret = "hook"
+
 // Services that every configuration of the campaign implies.
 var campaignServices = []string{"housekeeping", "poller:app", "scheduler:tick"}
 
@@ -31,7 +34,8 @@ func (l Layout) Render(e renderEnv) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "lock(name = %q, max_holders = 1)\n", lockName)
-	fmt.Fprintf(&b, "git_repo(name = \"app\", url = %q, branches = [\"main\"], poll_interval = \"1s\")\n", e.RepoURL)
+	fmt.Fprintf(&b, "git_repo(name = \"app\", url = %q, branches = [\"main\"], poll_interval = \"1s\",\n", e.RepoURL)
+	fmt.Fprintf(&b, "    webhook_secret = secret(%q))\n", hookSecret)
 	fmt.Fprintf(&b, "workers = %s\n", starList(workers))
 	b.WriteString("for n in workers:\n    worker(name = n, password = secret(n), max_builds = 2)\n")
 	var ci []string

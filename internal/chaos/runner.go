@@ -111,6 +111,9 @@ func (c *campaign) setUp() {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(filepath.Join(c.secrets, hookSecret), []byte(c.hookSecret()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c.git("init", "-q", "-b", "main")
 	if _, err := c.commit("initial"); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,9 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -32,7 +36,7 @@ func (c *campaign) runWorkload(ctx context.Context) {
 		case ActForce:
 			c.force(a)
 		case ActPush:
-			c.push()
+			c.push(a)
 		case ActCancel:
 			c.cancel(a)
 		case ActApply:
@@ -60,12 +64,20 @@ func (c *campaign) order(first int) []*master {
 
 // call makes one API request and returns the status and body.
 func (c *campaign) call(method, url, body string) (int, []byte, error) {
+	return c.callWith(method, url, body, nil)
+}
+
+// callWith is call with more headers.
+func (c *campaign) callWith(method, url, body string, header map[string]string) (int, []byte, error) {
 	req, err := http.NewRequest(method, url, bytes.NewBufferString(body))
 	if err != nil {
 		return 0, nil, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
@@ -115,12 +127,15 @@ func (c *campaign) force(a Action) {
 	c.rec.event("force-failed", "", "%s: no master answered", builder)
 }
 
-// push commits to the watched branch.
-func (c *campaign) push() {
+// push commits to the watched branch and, for half the pushes, tells one
+// or two masters about it with a signed webhook delivery too, so that
+// the poller and the webhooks race to record the same change.
+func (c *campaign) push(a Action) {
 	c.mu.Lock()
 	c.pushes++
 	n := c.pushes
 	c.mu.Unlock()
+	old, _ := c.git("rev-parse", "HEAD")
 	rev, err := c.commit(fmt.Sprintf("p%d", n))
 	if err != nil {
 		c.rec.event("push-failed", "", "%v", err)
@@ -129,7 +144,28 @@ func (c *campaign) push() {
 	now := time.Now()
 	c.rec.with(func(h *History) { h.Pushes = append(h.Pushes, Push{At: now, Revision: rev}) })
 	c.rec.event("push", "", "revision %.10s", rev)
+	if a.Pick%2 == 0 {
+		return
+	}
+	body := fmt.Sprintf(`{"repository": "app", "branch": "main", "old_revision": %q, "revision": %q}`, old, rev)
+	mac := hmac.New(sha256.New, []byte(c.hookSecret()))
+	mac.Write([]byte(body))
+	sig := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	for i, m := range c.order(a.Master) {
+		if i > a.Pick%4/2 {
+			break
+		}
+		code, answer, err := c.callWith("POST", m.base()+"/api/v1/hooks/generic", body,
+			map[string]string{"X-Regent-Signature": sig, "X-Regent-Delivery": fmt.Sprintf("push-%d", n)})
+		if err != nil {
+			c.rec.event("webhook-failed", m.name, "revision %.10s: %v", rev, err)
+			continue
+		}
+		c.rec.event("webhook", m.name, "revision %.10s: %d %s", rev, code, bytes.TrimSpace(answer))
+	}
 }
+
+func (c *campaign) hookSecret() string { return "hook-secret-" + strconv.FormatInt(c.cfg.Seed, 10) }
 
 // cancel cancels one of the last twenty requests forced: the request if
 // it is pending, else its build.
