@@ -180,8 +180,11 @@ func (ev *evaluator) checkScheduler(cat *catalog, s *Scheduler) {
 	}
 }
 
-// secretUses lists the secret() references the declared objects use:
-// worker passwords, repository secrets, then builder and step env values.
+// secretUses lists the secret() references the master itself must
+// resolve: worker passwords and repository secrets (webhook secrets,
+// credentials). Secrets in builder and step env are left out: they are
+// resolved on the worker when the step runs, so the master never needs
+// their values.
 func (ev *evaluator) secretUses() []secretUse {
 	var out []secretUse
 	for _, d := range ev.decl.workers {
@@ -191,16 +194,6 @@ func (ev *evaluator) secretUses() []secretUse {
 	}
 	for _, ref := range ev.decl.secrets {
 		out = append(out, secretUse{Name: ref.name, Pos: ref.pos})
-	}
-	for _, d := range ev.decl.builders {
-		for _, ref := range d.secrets {
-			out = append(out, secretUse{Name: ref.name, Pos: ref.pos})
-		}
-		for _, s := range d.steps {
-			for _, ref := range s.secrets {
-				out = append(out, secretUse{Name: ref.name, Pos: ref.pos})
-			}
-		}
 	}
 	return out
 }
