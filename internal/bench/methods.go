@@ -48,7 +48,10 @@ var GroupMethods = map[string]string{
 		"Buildbot has no renames, so it adds the new names and keeps the old builders in its " +
 		"database.",
 	"Master memory": "VmHWM of the master process from /proc/PID/status: its peak resident " +
-		"memory over its whole life, read after the workloads above ran on it.",
+		"memory over its whole life, read after the workloads above ran on it. For Regent it " +
+		"includes the workers' logins at start, all at once: each verifies the worker's password " +
+		"hash with Argon2id, which uses 8 MiB, so the peak grows with the number of workers " +
+		"logging in together.",
 	"Go benchmarks": "`go test -run='^$' -bench=. ./...`, as `make bench` always ran it, " +
 		"with BENCHTIME as -benchtime; its output is in bench.txt. One value per result line, " +
 		"so n is -count.",
