@@ -15,10 +15,11 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // The environment that make chaos and make test set.
 const (
-	envSeed     = "REGENT_CHAOS_SEED"     // the seed; random if empty
-	envDuration = "REGENT_CHAOS_DURATION" // the campaign's length; TestCampaign runs only if set
-	envBounded  = "REGENT_CHAOS_BOUNDED"  // TestCampaignBounded runs only if set
-	envKeep     = "REGENT_CHAOS_KEEP"     // keep the history and logs even when the campaign passes
+	envSeed     = "REGENT_CHAOS_SEED"      // the seed; random if empty
+	envDuration = "REGENT_CHAOS_DURATION"  // the campaign's length; TestCampaign runs only if set
+	envBounded  = "REGENT_CHAOS_BOUNDED"   // TestCampaignBounded runs only if set
+	envKeep     = "REGENT_CHAOS_KEEP"      // keep the history and logs even when the campaign passes
+	envFaultGap = "REGENT_CHAOS_FAULT_GAP" // mean time between faults; 5s if empty
 )
 
 // boundedSeeds are the campaigns make test runs, each boundedDuration
@@ -48,8 +49,14 @@ func TestCampaign(t *testing.T) {
 			t.Fatalf("%s=%q: want an integer", envSeed, s)
 		}
 	}
+	var gap time.Duration
+	if s := os.Getenv(envFaultGap); s != "" {
+		if gap, err = time.ParseDuration(s); err != nil || gap <= 0 {
+			t.Fatalf("%s=%q: want a positive duration", envFaultGap, s)
+		}
+	}
 	t.Logf("chaos: seed %d, duration %s", seed, d)
-	runCampaign(t, Config{Options: Options{Seed: seed, Duration: d}})
+	runCampaign(t, Config{Options: Options{Seed: seed, Duration: d, FaultGap: gap}})
 }
 
 // TestCampaignBounded is the short campaign make test runs: fixed seeds,
