@@ -6,16 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
-
-// faultState is what the fault loop shares with the heal step.
-type faultState struct {
-	wg sync.WaitGroup // one per fault not yet healed
-}
 
 // runFaults injects the plan's faults at their times; each is healed by
 // a goroutine of its own after its duration, or at once when the
@@ -37,9 +31,9 @@ func (c *campaign) runFaults(ctx context.Context) {
 			idx = len(h.Faults) - 1
 		})
 		c.rec.event("fault", target, "%s %s", f.Kind, faultDetail(f))
-		c.faults.wg.Add(1)
+		c.healing.Add(1)
 		go func() {
-			defer c.faults.wg.Done()
+			defer c.healing.Done()
 			timer := time.NewTimer(f.For)
 			select {
 			case <-ctx.Done():
@@ -123,7 +117,7 @@ func (c *campaign) workerTarget(i int) *node {
 }
 
 // healAll waits until every fault has been healed.
-func (c *campaign) healAll() { c.faults.wg.Wait() }
+func (c *campaign) healAll() { c.healing.Wait() }
 
 // inject starts fault f and returns how to heal it and the name of what
 // it hit.
@@ -190,9 +184,6 @@ func (c *campaign) injectPostgres(f Fault) (func() error, string, error) {
 	if f.Crash {
 		stop = c.pg.Crash
 	}
-	c.mu.Lock()
-	c.pgDown = true
-	c.mu.Unlock()
 	if err := stop(); err != nil {
 		return nil, "postgres", err
 	}
@@ -204,9 +195,6 @@ func (c *campaign) injectPostgres(f Fault) (func() error, string, error) {
 			}
 			time.Sleep(time.Second)
 		}
-		c.mu.Lock()
-		c.pgDown = false
-		c.mu.Unlock()
 		return err
 	}
 	return heal, "postgres", nil

@@ -53,9 +53,8 @@ type campaign struct {
 	layout  int     // the layout last applied
 	forced  []int64 // requests forced so far
 	pushes  int
-	pgDown  bool
-	applyMu sync.Mutex // one apply at a time
-	faults  faultState
+	applyMu sync.Mutex     // one apply at a time
+	healing sync.WaitGroup // one per fault not yet healed
 }
 
 // Run runs a campaign for t: it starts PostgreSQL, three masters, the
@@ -303,9 +302,7 @@ func (c *campaign) settle() {
 func (c *campaign) busy() (string, error) {
 	var pending, running, live int
 	var lastRecorded bool
-	c.mu.Lock()
 	head := ""
-	c.mu.Unlock()
 	c.rec.with(func(h *History) {
 		if len(h.Pushes) > 0 {
 			head = h.Pushes[len(h.Pushes)-1].Revision
