@@ -32,6 +32,11 @@ type ServerConfig struct {
 	Recheck time.Duration
 	// MaxLogChunk bounds one log append's body; default 4 MiB.
 	MaxLogChunk int64
+	// DBTimeout bounds each round of database work behind one worker
+	// request; default 5s. A master cut off from its database then fails
+	// the request, and the worker moves to another master, instead of
+	// holding the worker until its session expires.
+	DBTimeout time.Duration
 	// MaxStepLog is the most bytes of output stored per step, default
 	// DefaultMaxStepLog. Workers are told the limit with each build; they
 	// keep that much, add one marker line and let the step run on.
@@ -78,6 +83,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.MaxLogChunk <= 0 {
 		cfg.MaxLogChunk = 4 << 20
 	}
+	if cfg.DBTimeout <= 0 {
+		cfg.DBTimeout = 5 * time.Second
+	}
 	if cfg.MaxStepLog <= 0 {
 		cfg.MaxStepLog = DefaultMaxStepLog
 	}
@@ -98,8 +106,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	const p = "/api/worker/v1"
-	mux.HandleFunc("POST "+p+"/sessions", s.login)
-	mux.HandleFunc("POST "+p+"/poll", s.authed(s.poll))
+	mux.HandleFunc("POST "+p+"/sessions", s.bounded(s.login))
+	mux.HandleFunc("POST "+p+"/poll", s.authedPoll(s.poll))
 	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/start", s.authed(s.stepStart))
 	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/log", s.authed(s.stepLog))
 	mux.HandleFunc("POST "+p+"/builds/{id}/steps/{n}/finish", s.authed(s.stepFinish))
@@ -146,14 +154,39 @@ type authedHandler func(http.ResponseWriter, *http.Request, store.Session)
 // session was lost or revoked for a password change, gets 401 so the
 // worker logs in again; a superseded session, or one whose worker was
 // removed, is told to stop.
+//
+// The whole request is bounded by the database timeout, twice over for
+// room; the long poll, which waits far longer, bounds its rounds instead.
 func (s *Server) authed(h authedHandler) http.HandlerFunc {
+	return s.bounded(s.authedPoll(h))
+}
+
+// bounded runs h with a request context that ends after twice the
+// database timeout.
+func (s *Server) bounded(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*s.cfg.DBTimeout)
+		defer cancel()
+		h(w, r.WithContext(ctx))
+	}
+}
+
+// dbCtx bounds one round of database work.
+func (s *Server) dbCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.DBTimeout)
+}
+
+// authedPoll is authed without a bound on the whole request.
+func (s *Server) authedPoll(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
 			writeError(w, http.StatusUnauthorized, "session token required (Authorization: Bearer)")
 			return
 		}
-		sess, err := s.cfg.Store.SessionByToken(r.Context(), token)
+		lookup, cancel := s.dbCtx(r.Context())
+		sess, err := s.cfg.Store.SessionByToken(lookup, token)
+		cancel()
 		if errors.Is(err, store.ErrBadCredentials) {
 			writeError(w, http.StatusUnauthorized, "unknown session; log in again")
 			return
@@ -187,7 +220,10 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, sess store.Session
 		return
 	}
 	ctx := r.Context()
-	if err := s.cfg.Store.ReconcileRunning(ctx, sess.ID, req.Running, 15*time.Second); err != nil {
+	round, cancel := s.dbCtx(ctx)
+	err := s.cfg.Store.ReconcileRunning(round, sess.ID, req.Running, 15*time.Second)
+	cancel()
+	if err != nil {
 		s.internal(w, "reconcile running builds", err)
 		return
 	}
@@ -195,7 +231,9 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, sess store.Session
 	defer deadline.Stop()
 	for {
 		wake := s.cfg.Wake.C()
-		resp, err := s.pollOnce(ctx, sess, req)
+		round, cancel := s.dbCtx(ctx)
+		resp, err := s.pollOnce(round, sess, req)
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				s.internal(w, "answer poll", err)
