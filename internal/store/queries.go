@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/regent-ci/regent/internal/build"
+	"github.com/regent-ci/regent/internal/config"
 )
 
 // Builders lists builders by name; retired ones only when asked.
@@ -226,4 +228,22 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	var t time.Time
 	err := s.db.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&t)
 	return t.UTC(), err
+}
+
+// BuildSteps returns the steps a build was started with, as recorded when
+// it was claimed; a later configuration does not change them.
+func (s *Store) BuildSteps(ctx context.Context, buildID int64) ([]config.Step, error) {
+	var spec string
+	err := s.db.QueryRowContext(ctx, `SELECT steps_spec FROM builds WHERE id = $1`, buildID).Scan(&spec)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("build %d: %w", buildID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read steps of build %d: %w", buildID, err)
+	}
+	var steps []config.Step
+	if err := json.Unmarshal([]byte(spec), &steps); err != nil {
+		return nil, fmt.Errorf("decode steps of build %d: %w", buildID, err)
+	}
+	return steps, nil
 }

@@ -2,7 +2,6 @@ package workerapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -62,7 +61,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request, sess store.Sess
 		s.answer(w, err, nil)
 		return
 	}
-	st, err := s.triggerStep(ctx, b.Builder, n)
+	st, err := s.triggerStep(ctx, b, n)
 	if err != nil {
 		writeError(w, http.StatusConflict, err.Error())
 		return
@@ -118,23 +117,15 @@ func (s *Server) triggerStatus(w http.ResponseWriter, r *http.Request, id int64,
 	writeJSON(w, http.StatusOK, out)
 }
 
-// triggerStep returns step n of the builder as the active configuration
-// has it, which must be a trigger step.
-//
-// TODO(#6): read the step from the build's own recorded steps, so that a
-// configuration applied while the build runs cannot change the trigger.
-func (s *Server) triggerStep(ctx context.Context, builder string, n int) (config.Step, error) {
-	bu, err := s.cfg.Store.BuilderByName(ctx, builder)
+// triggerStep returns step n of the build as it was started, which must
+// be a trigger step; a configuration applied since does not change it.
+func (s *Server) triggerStep(ctx context.Context, b store.Build, n int) (config.Step, error) {
+	steps, err := s.cfg.Store.BuildSteps(ctx, b.ID)
 	if err != nil {
-		return config.Step{}, fmt.Errorf("look up builder %q: %w", builder, err)
+		return config.Step{}, err
 	}
-	var spec config.Builder
-	if err := json.Unmarshal(bu.Spec, &spec); err != nil {
-		return config.Step{}, fmt.Errorf("decode builder %q: %w", builder, err)
+	if n > len(steps) || steps[n-1].Kind != config.StepTrigger {
+		return config.Step{}, fmt.Errorf("step %d of build %d is not a trigger step", n, b.ID)
 	}
-	if n > len(spec.Steps) || spec.Steps[n-1].Kind != config.StepTrigger {
-		return config.Step{}, fmt.Errorf("step %d of builder %q is not a trigger step in "+
-			"the active configuration", n, builder)
-	}
-	return spec.Steps[n-1], nil
+	return steps[n-1], nil
 }
