@@ -326,34 +326,45 @@ func (h *History) clock(t time.Time) string {
 	return fmt.Sprintf("+%.3fs", t.Sub(h.Started).Seconds())
 }
 
-// checkLocks: the builds holding the exclusive lock never ran their
-// steps at the same time, and no lock is held once the cluster settled.
+// checkLocks: at no moment did more steps holding a lock run than the
+// lock's max_holders allows (by the markers of the steps that hold
+// locks, and ended), and no lock is held once the cluster settled.
 func checkLocks(h *History) []Violation {
 	type hold struct {
 		build      int64
 		start, end time.Time
 	}
-	starts := map[int64]Marker{}
-	var holds []hold
+	starts := map[[2]string]Marker{}
+	holds := map[string][]hold{}
 	for _, m := range h.Markers {
 		if m.Lock == "" {
 			continue
 		}
+		k := [2]string{fmt.Sprint(m.Build), m.Step}
 		if m.Phase == "start" {
-			starts[m.Build] = m
-		} else if s, ok := starts[m.Build]; ok {
-			holds = append(holds, hold{m.Build, s.At, m.At})
+			starts[k] = m
+		} else if s, ok := starts[k]; ok {
+			holds[m.Lock] = append(holds[m.Lock], hold{m.Build, s.At, m.At})
 		}
 	}
-	sort.Slice(holds, func(i, j int) bool { return holds[i].start.Before(holds[j].start) })
 	var out []Violation
-	for i := 1; i < len(holds); i++ {
-		for j := 0; j < i; j++ {
-			a, b := holds[j], holds[i]
-			if b.start.Before(a.end) {
+	for lock, hs := range holds {
+		limit := h.LockLimits[lock]
+		if limit == 0 {
+			limit = 1
+		}
+		sort.Slice(hs, func(i, j int) bool { return hs[i].start.Before(hs[j].start) })
+		for i, b := range hs {
+			var with []string
+			for _, a := range hs[:i] {
+				if b.start.Before(a.end) {
+					with = append(with, fmt.Sprintf("%d (%s to %s)", a.build, h.clock(a.start), h.clock(a.end)))
+				}
+			}
+			if len(with) >= limit {
 				out = append(out, Violation{InvLockLimit, b.start, fmt.Sprintf(
-					"builds %d and %d held lock %s at once: %s to %s and %s to %s", a.build, b.build, lockName,
-					h.clock(a.start), h.clock(a.end), h.clock(b.start), h.clock(b.end))})
+					"build %d took lock %s (max %d holders) at %s while %s held it", b.build, lock, limit,
+					h.clock(b.start), strings.Join(with, ", "))})
 			}
 		}
 	}

@@ -196,7 +196,7 @@ func TestCheckCatchesBrokenHistories(t *testing.T) {
 			h.Services = append(h.Services,
 				LogLine{At: at(sec(6)), Process: "m3-run1", Msg: "buildset created", Service: "scheduler:tick", Write: true})
 		}},
-		{"two builds held the lock at once", InvLockLimit, "at once", func(h *History) {
+		{"two builds held the lock at once", InvLockLimit, "took lock excl (max 1 holders)", func(h *History) {
 			h.Markers = append(h.Markers,
 				Marker{Build: 16, Builder: "lk", Number: 3, Step: "hold", Phase: "start", At: at(sec(4.3)), Lock: lockName},
 				Marker{Build: 16, Builder: "lk", Number: 3, Step: "hold", Phase: "end", At: at(sec(4.6)), Lock: lockName})
@@ -209,6 +209,9 @@ func TestCheckCatchesBrokenHistories(t *testing.T) {
 		}},
 		{"a build lost while its worker was fine", InvSurvives, "nothing happened to its worker", func(h *History) {
 			h.Faults = nil
+		}},
+		{"three steps held a counting lock of two", InvLockLimit, "max 2 holders", func(h *History) {
+			addPairHolds(h, [][2]float64{{10, 13}, {11, 14}, {12, 15}})
 		}},
 		{"a lock still held after settling", InvLockLimit, "remain", func(h *History) {
 			h.Final.LockHolds = 1
@@ -276,6 +279,9 @@ func TestCheckExcusesWhatFaultsExplain(t *testing.T) {
 			h.Final.Builds = append(h.Final.Builds, Build{ID: 17, Builder: "a", Number: 4, Request: 7,
 				State: "running", CreatedAt: at(sec(66))})
 		}},
+		{"two steps holding a counting lock of two", func(h *History) {
+			addPairHolds(h, [][2]float64{{10, 13}, {11, 14}, {13.5, 15}})
+		}},
 		{"a cancelled step left without its end", func(h *History) {
 			h.Markers = append(h.Markers, Marker{Build: 16, Builder: "lk", Number: 3, Step: "hold", Phase: "start",
 				At: at(sec(4.2)), Lock: lockName})
@@ -314,5 +320,20 @@ func TestReportShowsSeedAndTrace(t *testing.T) {
 	}
 	if strings.Contains(out, "far away") {
 		t.Errorf("report shows an event far from the violation:\n%s", out)
+	}
+}
+
+// addPairHolds adds builds whose step held the counting lock "pair" (two
+// holders) over the given spans, in seconds from the start.
+func addPairHolds(h *History, spans [][2]float64) {
+	h.LockLimits = map[string]int{"pair": 2}
+	for i, span := range spans {
+		id, n := int64(20+i), int64(i+1)
+		h.Final.Builds = append(h.Final.Builds, Build{ID: id, Builder: "slow", Number: n, Request: id,
+			State: "finished", Result: "failure", CreatedAt: at(sec(span[0]))})
+		h.Final.Requests = append(h.Final.Requests, Request{ID: id, Builder: "slow", State: "complete", Build: id})
+		h.Markers = append(h.Markers,
+			Marker{Build: id, Builder: "slow", Number: n, Step: "long", Phase: "start", At: at(sec(span[0])), Lock: "pair"},
+			Marker{Build: id, Builder: "slow", Number: n, Step: "long", Phase: "end", At: at(sec(span[1])), Lock: "pair"})
 	}
 }

@@ -33,9 +33,8 @@
 // given time to finish its work; then the database is read with SQL.
 //
 // Every build's steps append a line to a marker file named by the build's
-// id when they start and when they end (with the lock they hold, for the
-// builders holding the exclusive lock), which is how the checker knows
-// what really ran.
+// id when they start and when they end (with the lock they hold, if any),
+// which is how the checker knows what really ran.
 //
 // # The history and the checker
 //
@@ -64,8 +63,10 @@
 //   - fencing: no master logged a write of a service after another had
 //     started that service with a newer token (the store keeps no token
 //     beside the rows a service writes, so the logs are the evidence);
-//   - lock-limit: builds holding the exclusive lock never overlapped, and
-//     no lock is held after settling.
+//   - lock-limit: never more steps ran holding a lock than it allows (the
+//     "locked" builders hold an exclusive lock for the whole build, the
+//     "slow" builders' step a counting lock of two), and no lock is held
+//     after settling.
 //
 // A failure is reported with the seed and the events around each
 // violation ([Report]); the same seed replays the same plan.

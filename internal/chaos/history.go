@@ -32,6 +32,9 @@ type History struct {
 
 	// Bounds are the limits the checker holds the cluster to.
 	Bounds Bounds `json:"bounds"`
+	// LockLimits are the max_holders of each lock the markers name; 1
+	// for a lock not listed.
+	LockLimits map[string]int `json:"lock_limits"`
 
 	Events   []Event      `json:"events"`
 	Forces   []Force      `json:"forces"`

@@ -7,8 +7,15 @@ import (
 )
 
 // lockName is the exclusive lock that builders of the "locked" family
-// hold for their whole build.
-const lockName = "excl"
+// hold for their whole build; pairLock, the counting lock that the step
+// of the "slow" family holds.
+const (
+	lockName = "excl"
+	pairLock = "pair"
+)
+
+// lockLimits are the max_holders of the campaign's locks.
+var lockLimits = map[string]int{lockName: 1, pairLock: 2}
 
 // hookSecret names the secret that signs webhook deliveries.
 const hookSecret = "hook"
@@ -33,7 +40,8 @@ func (l Layout) Render(e renderEnv) string {
 		workers = append(append([]string(nil), workers...), e.Spare)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "lock(name = %q, max_holders = 1)\n", lockName)
+	fmt.Fprintf(&b, "lock(name = %q, max_holders = %d)\n", lockName, lockLimits[lockName])
+	fmt.Fprintf(&b, "lock(name = %q, max_holders = %d)\n", pairLock, lockLimits[pairLock])
 	fmt.Fprintf(&b, "git_repo(name = \"app\", url = %q, branches = [\"main\"], poll_interval = \"1s\",\n", e.RepoURL)
 	fmt.Fprintf(&b, "    webhook_secret = secret(%q))\n", hookSecret)
 	fmt.Fprintf(&b, "workers = %s\n", starList(workers))
@@ -59,7 +67,7 @@ func renderBuilder(spec BuilderSpec, markDir string) string {
 	case "ci":
 		steps = []string{markStep("s1", "0.1", ""), markStep("s2", "0.2", "")}
 	case "slow":
-		steps = []string{markStep("long", "3", "")}
+		steps = []string{markStep("long", "3", pairLock)}
 	case "locked":
 		lock = lockName
 		steps = []string{markStep("hold", "0.3", lockName)}
@@ -78,14 +86,19 @@ func renderBuilder(spec BuilderSpec, markDir string) string {
 }
 
 // markStep is a shell step that appends a start and an end line to its
-// build's marker file around a sleep; see [ParseMarkers].
+// build's marker file around a sleep, naming lock, which the step holds
+// itself unless it is the builder-wide lockName; see [ParseMarkers].
 func markStep(name, sleep, lock string) string {
+	locks := ""
+	if lock != "" && lock != lockName {
+		locks = fmt.Sprintf(", locks = [%q]", lock)
+	}
 	mark := func(phase string) string {
 		return fmt.Sprintf(`echo "$REGENT_BUILDER $REGENT_BUILD_NUMBER %s %s $(date +%%s%%N) %s" >> "$MARKDIR/$REGENT_BUILD_ID"`,
 			name, phase, lock)
 	}
 	cmd := mark("start") + "; sleep " + sleep + "; " + mark("end")
-	return fmt.Sprintf("step.shell(name = %q, command = %s)", name, strconv.Quote(cmd))
+	return fmt.Sprintf("step.shell(name = %q, command = %s%s)", name, strconv.Quote(cmd), locks)
 }
 
 func starList(items []string) string {

@@ -72,7 +72,7 @@ func Run(t *testing.T, cfg Config) *History {
 	}
 	c := &campaign{t: t, cfg: cfg, plan: NewPlan(cfg.Options), client: &http.Client{Timeout: 3 * time.Second}}
 	c.cfg.Options.defaults()
-	c.rec.h = History{Seed: cfg.Seed, Duration: cfg.Duration, Bounds: Bounds{
+	c.rec.h = History{Seed: cfg.Seed, Duration: cfg.Duration, LockLimits: lockLimits, Bounds: Bounds{
 		Propagation: 3 * time.Second,
 		Failover:    c.cfg.MasterTTL + 6*time.Second,
 		Recovery:    c.cfg.MasterTTL + 10*time.Second,
