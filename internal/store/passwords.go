@@ -35,8 +35,15 @@ func hashPassword(password string) string {
 		enc.EncodeToString(salt), enc.EncodeToString(key))
 }
 
+// hashing admits as many Argon2id computations at once as there are
+// CPUs. Each takes argonMemory; without a bound, hundreds of workers
+// logging in together after a master restart would take that much each.
+var hashing = make(chan struct{}, runtime.NumCPU())
+
 // checkPassword reports whether password matches a hash from hashPassword.
 func checkPassword(hash, password string) bool {
+	hashing <- struct{}{}
+	defer func() { <-hashing }()
 	parts := strings.Split(hash, "$")
 	if len(parts) != 6 || parts[0] != "argon2id" {
 		return false
@@ -56,22 +63,22 @@ func checkPassword(hash, password string) bool {
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 
-// hashPasswords hashes the workers' passwords on all cores.
+// hashPasswords hashes the workers' passwords on all cores, sharing the
+// bound on Argon2id computations with logins.
 func hashPasswords(ws []config.Worker) map[string]string {
 	out := make(map[string]string, len(ws))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.NumCPU())
 	for _, w := range ws {
 		wg.Add(1)
-		sem <- struct{}{}
+		hashing <- struct{}{}
 		go func() {
 			defer wg.Done()
 			h := hashPassword(w.Password)
 			mu.Lock()
 			out[w.Name] = h
 			mu.Unlock()
-			<-sem
+			<-hashing
 		}()
 	}
 	wg.Wait()
