@@ -199,13 +199,9 @@ scheduler.force(name = "force", builders = ["slow"])
 // 30 s does it. A worker's silence is measured while the database could
 // not hear anyone.
 //
-// BUG(#5): a database outage longer than the worker time-to-live loses
-// every running build; the worker's silence should count only from when
-// the masters could hear it again.
+// Fixed: a master counts a worker's silence only from when it reaches its
+// database again (master.expireSessions).
 func TestFaultWorkersLostAfterDatabaseOutage(t *testing.T) {
-	if os.Getenv(envFaults) == "" {
-		t.Skipf("known fault, not yet fixed; set %s=1 to run", envFaults)
-	}
 	c := newSmallCluster(t, slowStar("25"), 4*time.Second, 10*time.Second)
 	id := c.force("slow")
 	c.waitMarker(30 * time.Second)

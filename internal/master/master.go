@@ -95,6 +95,10 @@ type Master struct {
 	web        *web.Server
 	warned     sync.Map // keys of warnings logged once
 
+	// heardSince is when this master last began to reach its database;
+	// only the session-expiry loop uses it.
+	heardSince time.Time
+
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	loops  sync.WaitGroup
@@ -437,8 +441,26 @@ func (m *Master) every(ctx context.Context, interval time.Duration, what string,
 	}()
 }
 
+// A worker's silence counts only while this master can hear it: after the
+// master starts, or regains its database after losing it, every worker
+// gets a full time-to-live to poll again before any is declared lost.
+// Otherwise a database outage longer than the time-to-live would end
+// every running build at once, though no worker was at fault.
 func (m *Master) expireSessions(ctx context.Context) error {
+	if err := m.cfg.Store.DB().PingContext(ctx); err != nil {
+		m.heardSince = time.Time{}
+		return fmt.Errorf("reach the database: %w", err)
+	}
+	if m.heardSince.IsZero() {
+		m.heardSince = time.Now()
+	}
+	if time.Since(m.heardSince) < m.cfg.WorkerTTL {
+		return nil
+	}
 	ended, err := m.cfg.Store.ExpireSessions(ctx, m.cfg.WorkerTTL)
+	if err != nil {
+		m.heardSince = time.Time{}
+	}
 	for _, id := range ended {
 		m.log.Warn("worker session lost", "session", id, "ttl", m.cfg.WorkerTTL)
 	}
