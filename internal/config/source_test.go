@@ -65,7 +65,7 @@ func git(t *testing.T, dir string, args ...string) string {
 func TestGitSource(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
+		t.Fatalf("git is required: %v", err)
 	}
 	repo := writeFiles(t, map[string]string{"ci/regent.star": `worker("w", "pw")` + "\n", "main.go": "package main\n"})
 	git(t, repo, "init", "--quiet")
@@ -117,7 +117,7 @@ func TestGitSource(t *testing.T) {
 func TestGitSourceErrors(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
+		t.Fatalf("git is required: %v", err)
 	}
 	repo := writeFiles(t, map[string]string{"regent.star": "x = 1\n", "file.txt": "x"})
 	git(t, repo, "init", "--quiet")

@@ -137,7 +137,7 @@ func (r *gitRepo) commit(file, content string) string {
 func TestGitCheckoutThenShell(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
+		t.Fatalf("git is required: %v", err)
 	}
 	repo := newGitRepo(t)
 	first := repo.commit("version.txt", "one\n")
@@ -201,7 +201,7 @@ func TestRedactURL(t *testing.T) {
 func TestGitStepFailsOnBadRepository(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
+		t.Fatalf("git is required: %v", err)
 	}
 	c, _, _ := newCluster(t)
 	a := newBuild(
