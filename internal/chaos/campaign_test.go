@@ -56,7 +56,7 @@ func TestCampaign(t *testing.T) {
 		}
 	}
 	t.Logf("chaos: seed %d, duration %s", seed, d)
-	runCampaign(t, Config{Options: Options{Seed: seed, Duration: d, FaultGap: gap}})
+	runCampaign(t, Config{Options: Options{Seed: seed, Duration: d, FaultGap: gap, LongOutages: true}})
 }
 
 // TestCampaignBounded is the short campaign make test runs: fixed seeds,

@@ -105,11 +105,14 @@ type Options struct {
 	// MasterTTL is the masters' time-to-live, which sets how long
 	// pauses and cuts last.
 	MasterTTL time.Duration
-	// WorkerTTL is the workers' time-to-live; 10 s if zero, longer than
-	// any master fault lasts, since a worker stuck on a master cut off
-	// from the database longer than that loses its builds (a known fault:
-	// see TestFaultWorkerStuckOnCutOffMaster).
+	// WorkerTTL is the workers' time-to-live; 6 s if zero, shorter than
+	// the longest master faults, so that a worker must leave a master
+	// that cannot serve it (see TestFaultWorkerStuckOnCutOffMaster).
 	WorkerTTL time.Duration
+	// LongOutages lets a third of the PostgreSQL restarts last longer
+	// than the worker time-to-live (see
+	// TestFaultWorkersLostAfterDatabaseOutage).
+	LongOutages bool
 }
 
 func (o *Options) defaults() {
@@ -120,7 +123,7 @@ func (o *Options) defaults() {
 		o.MasterTTL = 4 * time.Second
 	}
 	if o.WorkerTTL <= 0 {
-		o.WorkerTTL = 10 * time.Second
+		o.WorkerTTL = 6 * time.Second
 	}
 }
 
@@ -226,6 +229,9 @@ func planFaults(r *rand.Rand, o Options) []Fault {
 		case PostgresRestart:
 			f.For = between(r, 200*time.Millisecond, 3*time.Second)
 			f.Crash = r.IntN(2) == 0
+			if long := between(r, o.WorkerTTL+2*time.Second, o.WorkerTTL+5*time.Second); r.IntN(3) == 0 && o.LongOutages {
+				f.For = long
+			}
 		}
 		end := at + f.For
 		if end >= o.Duration || at < pgFree {
