@@ -345,7 +345,8 @@ func (m *Master) drain() {
 func (m *Master) handler() (http.Handler, error) {
 	wa, err := workerapi.NewServer(workerapi.ServerConfig{Store: m.cfg.Store, Master: m.cfg.Name,
 		Wake: m.requests, PollTimeout: m.cfg.PollTimeout, MaxStepLog: m.cfg.MaxStepLog,
-		Logger: m.log})
+		WorkerTTL: m.cfg.WorkerTTL,
+		Logger:    m.log})
 	if err != nil {
 		return nil, err
 	}

@@ -87,6 +87,10 @@ type masterClient struct {
 	name     string
 	password string
 
+	// timeout bounds every request but the poll (nanoseconds); it is
+	// derived from how long the master holds polls, which the master
+	// sets from the worker time-to-live (see useHold).
+	timeout atomic.Int64
 	current atomic.Int64 // index into masters, modulo its length
 	failing atomic.Bool  // the last request failed; log the recovery
 
@@ -153,6 +157,9 @@ func (c *masterClient) do(ctx context.Context, r request) (reply, error) {
 	timeout := r.timeout
 	if timeout == 0 {
 		timeout = requestTimeout
+		if t := time.Duration(c.timeout.Load()); t > 0 {
+			timeout = t
+		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -285,3 +292,11 @@ func (c *masterClient) login(ctx context.Context) (sessionInfo, error) {
 
 // closeIdle releases pooled connections so that nothing outlives Stop.
 func (c *masterClient) closeIdle() { c.hc.CloseIdleConnections() }
+
+// useHold derives the request deadlines from how long the master holds a
+// poll: twice that, between 5 s and requestTimeout. A master that hangs
+// is then given up on well within the worker time-to-live, from which the
+// master derives its hold.
+func (c *masterClient) useHold(hold time.Duration) {
+	c.timeout.Store(int64(min(max(2*hold, 5*time.Second), requestTimeout)))
+}

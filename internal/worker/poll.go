@@ -64,6 +64,7 @@ func (w *Worker) loop(ctx context.Context) {
 			}
 			if s.PollTimeoutSeconds > 0 {
 				pollTimeout = time.Duration(s.PollTimeoutSeconds) * time.Second
+				w.client.useHold(pollTimeout)
 			}
 			w.adoptMaxBuilds(s.MaxBuilds)
 			continue
@@ -165,7 +166,9 @@ func (w *Worker) pollOnce(ctx context.Context, token string, hold time.Duration)
 
 	req := jsonRequest("/poll", workerapi.PollRequest{Running: running, Capacity: capacity, Wait: true})
 	req.token = token
-	req.timeout = hold + pollSlack
+	// Wait a little longer than the hold, never more than half the hold
+	// again (the hold is a quarter of the worker time-to-live).
+	req.timeout = hold + min(pollSlack, max(hold/2, time.Second))
 	w.log.Debug("polling", "running", running, "capacity", capacity)
 	rep, err := w.client.do(pctx, req)
 	if err != nil {

@@ -32,6 +32,9 @@ type ServerConfig struct {
 	Recheck time.Duration
 	// MaxLogChunk bounds one log append's body; default 4 MiB.
 	MaxLogChunk int64
+	// WorkerTTL is how long a silent worker stays alive; polls are held
+	// for at most a quarter of it. Optional.
+	WorkerTTL time.Duration
 	// DBTimeout bounds each round of database work behind one worker
 	// request; default 5s. A master cut off from its database then fails
 	// the request, and the worker moves to another master, instead of
@@ -76,6 +79,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.PollTimeout <= 0 {
 		cfg.PollTimeout = 25 * time.Second
+	}
+	// A worker whose master hangs waits out its poll before it moves to
+	// another master; that must stay well within its time-to-live, or
+	// the other masters declare it lost meanwhile.
+	if q := (cfg.WorkerTTL / 4).Truncate(time.Second); cfg.WorkerTTL > 0 && cfg.PollTimeout > max(q, time.Second) {
+		cfg.PollTimeout = max(q, time.Second)
 	}
 	if cfg.Recheck <= 0 {
 		cfg.Recheck = time.Second
