@@ -220,3 +220,42 @@ func TestFaultWorkersLostAfterDatabaseOutage(t *testing.T) {
 			"the worker and its step were healthy while PostgreSQL was down", id, state, builds)
 	}
 }
+
+// Found by seed 1111 (make chaos SEED=1111 DURATION=4m, with a worker
+// time-to-live of 6 s): a master paused with SIGSTOP holds its workers'
+// requests open without answering, and refreshes their sessions no more.
+// The workers wait for it (their requests time out only after 30 s), the
+// other masters declare them lost once the worker time-to-live has passed
+// since the paused master last touched their sessions, their running
+// builds end "exception" or "retry", and the workers are told to stop,
+// although only a master hung. With the default time-to-lives a master
+// that hangs for about 30 s does the same, well past the hang failover
+// bound (11 s) after which the cluster has already declared it dead.
+//
+// Fixed: masters hold polls for at most a quarter of the worker
+// time-to-live and workers derive their request deadlines from that hold,
+// so a worker leaves a hung master well within its time-to-live.
+func TestFaultWorkerStuckOnPausedMaster(t *testing.T) {
+	c := newSmallCluster(t, slowStar("25"), 4*time.Second, 6*time.Second)
+	id := c.force("slow")
+	c.waitMarker(30 * time.Second)
+
+	// Pause m1, the master w1 talks to, for twice the worker time-to-live;
+	// m2 works throughout.
+	if err := c.masters[0].pause(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(14 * time.Second)
+	if err := c.masters[0].resume(); err != nil {
+		t.Fatal(err)
+	}
+
+	state, builds := c.outcome(id, 40*time.Second)
+	if state != "complete" || len(builds) != 1 || !strings.HasPrefix(builds[0], "success") {
+		t.Errorf("request %d is %s with builds %v; want it complete through one successful build: "+
+			"the worker was healthy and m2 worked while m1 was paused", id, state, builds)
+	}
+	if p := c.worker.current(); p.Exited() {
+		t.Errorf("the healthy worker was stopped: %s", tailLines(p.Stderr(), 1))
+	}
+}
