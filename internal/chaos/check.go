@@ -336,8 +336,9 @@ func checkLocks(h *History) []Violation {
 	}
 	starts := map[[2]string]Marker{}
 	holds := map[string][]hold{}
+	builds := buildsByID(h)
 	for _, m := range h.Markers {
-		if m.Lock == "" {
+		if m.Lock == "" || h.lostWithPausedWorker(builds[m.Build], m.At) {
 			continue
 		}
 		k := [2]string{fmt.Sprint(m.Build), m.Step}
@@ -373,6 +374,25 @@ func checkLocks(h *History) []Violation {
 			fmt.Sprintf("%d lock holds remain after the cluster settled", h.Final.LockHolds)})
 	}
 	return out
+}
+
+// lostWithPausedWorker reports whether build b was lost with its worker
+// while a fault paused that worker (and its steps) around time at. Its
+// lock was rightly given to another build once the worker was declared
+// lost; when the worker and its steps resume, the step may run on for a
+// moment before the worker learns it lost the build, as with any lease,
+// so its hold does not count against the lock's limit.
+func (h *History) lostWithPausedWorker(b Build, at time.Time) bool {
+	if b.Result != "retry" && b.Result != "exception" && b.Result != "cancelled" {
+		return false
+	}
+	for _, f := range h.Faults {
+		if f.Kind == WorkerPause && f.Target == b.Worker && f.Start.Before(at) &&
+			(f.End.IsZero() || !f.End.Before(b.CreatedAt)) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkSurvival: a build is lost (exception or retry) only when its

@@ -282,6 +282,15 @@ func TestCheckExcusesWhatFaultsExplain(t *testing.T) {
 		{"two steps holding a counting lock of two", func(h *History) {
 			addPairHolds(h, [][2]float64{{10, 13}, {11, 14}, {13.5, 15}})
 		}},
+		{"a paused worker's step outliving its lost build's lock", func(h *History) {
+			h.Final.Builds = append(h.Final.Builds, Build{ID: 16, Builder: "lk", Number: 3, Request: 6,
+				State: "finished", Result: "exception", Reason: "worker lost", Worker: "w2", CreatedAt: at(sec(4.45))})
+			h.Final.Requests = append(h.Final.Requests, Request{ID: 6, Builder: "lk", State: "complete", Build: 16})
+			h.Faults = append(h.Faults, FaultRun{Kind: WorkerPause, Target: "w2", Start: at(sec(4.46)), End: at(sec(4.6))})
+			h.Markers = append(h.Markers,
+				Marker{Build: 16, Builder: "lk", Number: 3, Step: "hold", Phase: "start", At: at(sec(4.45)), Lock: lockName},
+				Marker{Build: 16, Builder: "lk", Number: 3, Step: "hold", Phase: "end", At: at(sec(4.6)), Lock: lockName})
+		}},
 		{"a cancelled step left without its end", func(h *History) {
 			h.Markers = append(h.Markers, Marker{Build: 16, Builder: "lk", Number: 3, Step: "hold", Phase: "start",
 				At: at(sec(4.2)), Lock: lockName})
