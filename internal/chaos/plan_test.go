@@ -48,8 +48,7 @@ func TestBoundedSeedsCoverEveryFault(t *testing.T) {
 	seen := map[FaultKind]bool{}
 	renamed, removed := false, false
 	for _, seed := range boundedSeeds {
-		p := NewPlan(Options{Seed: seed, Duration: boundedDuration, Workers: 4, FaultGap: boundedFaultGap,
-			WorkerTTL: 10 * time.Second})
+		p := NewPlan(Options{Seed: seed, Duration: boundedDuration, Workers: 4, FaultGap: boundedFaultGap})
 		for _, f := range p.Faults {
 			seen[f.Kind] = true
 		}
