@@ -20,7 +20,8 @@ w = worker("helper-w", "pw", tags = ["t"])
 // FuzzLoad evaluates and validates arbitrary regent.star text: it must
 // never panic, and must either refuse the text with positioned errors or
 // give a well-formed state. Its seed corpus is testdata/fuzz/FuzzLoad; run
-// it with go test -run='^$' -fuzz=FuzzLoad -fuzztime=10s.
+// it with go test -run='^$' -fuzz=FuzzLoad -fuzztime=60000x
+// (make test does; see FUZZTIME in the Makefile for why a count).
 func FuzzLoad(f *testing.F) {
 	f.Add(`worker("w", "pw")` + "\n")
 	f.Add(`load("lib/helpers.star", "go_builder", "w")` + "\n" + `go_builder("b", [w])` + "\n")
