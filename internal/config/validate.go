@@ -38,8 +38,9 @@ type catalog struct {
 }
 
 // validate checks the declarations against each other: duplicates,
-// references, worker tags, renames and cycles among triggers. It resolves
-// worker tags into names and fills the URL of git steps.
+// references, worker tags, renames, cycles among triggers and the order
+// of locks. It resolves worker tags into names and fills the URL of git
+// steps.
 func (ev *evaluator) validate() {
 	d := &ev.decl
 	cat := catalog{
@@ -67,6 +68,7 @@ func (ev *evaluator) validate() {
 		ev.checkScheduler(&cat, s)
 	}
 	ev.checkCycles(&cat)
+	ev.checkLockOrder(&cat)
 }
 
 // ref checks that a reference from the object kind/name at pos names a

@@ -137,6 +137,21 @@ scheduler.dependent("dc", upstream = ["d"], builders = ["c"])
 			`regent.star:7:24: builder "self": builds would start each other without end: self -> self (step "trigger" triggers "tself")`,
 			`regent.star:11:1: builder "c": builds would start each other without end: c -> d (dependent scheduler "dd") -> c (dependent scheduler "dc")`,
 		}},
+		{"locks taken in an order that can deadlock", map[string]string{"regent.star": prelude + `lock("a")
+lock("b")
+lock("c", max_holders = 2)
+builder("x", [w1], [step.shell("one", locks = ["b"])], locks = ["a"])
+builder("y", [w1], [step.shell("two", locks = ["a"])], locks = ["b"])
+builder("parent", [w1], [step.trigger("tc", wait = True)], locks = ["c"])
+builder("child", [w1], [step.shell("three", locks = ["c"])])
+scheduler.triggerable("tc", ["child"])
+builder("fine1", [w1], [step.shell("four", locks = ["a", "c"])], locks = ["a"])
+builder("fine2", [w1], [step.trigger("tf", wait = False)], locks = ["c"])
+scheduler.triggerable("tf", ["child"])
+`}, []string{
+			`regent.star:6:21: builder "x": locks can deadlock: builds could each hold a lock the other waits for: lock "a" -> "b" (builder "x" holds "a" and takes it in step "one") -> "a" (builder "y" holds "b" and takes it in step "two"); take these locks in one order everywhere, or all at the builder`,
+			`regent.star:8:26: builder "parent": locks can deadlock: builds could each hold a lock the other waits for: lock "c" -> "c" (builder "parent" holds "c" and waits in step "trigger" for builds that take it); take these locks in one order everywhere, or all at the builder`,
+		}},
 		{"filters and parameters", map[string]string{"regent.star": prelude + `builder("b", [w1], [step.shell("x", env = {"1X": "y", "OK": 3}, workdir = "/abs")])
 scheduler.any_branch("a", app, ["b"], branch_pattern = "feature/(", paths = ["[x"])
 scheduler.branch("br", app, "dev", ["b"])

@@ -165,6 +165,13 @@ func (lt *lockTable) lockRows(ctx context.Context, names []string) error {
 // waiters, and if not, the first lock that has none. Locks the build holds
 // already, for its whole run or for this step (an acquire repeated after
 // a lost answer), count as free. The rows must be locked.
+//
+// A step waits behind the earlier steps waiting for a lock, but never
+// behind build requests that wait to start: its build already holds its
+// builder's locks, and a request waiting for one of those, and for a lock
+// the step wants, would otherwise hold back the step that must end first,
+// a deadlock. The configuration refuses the other waits that can close a
+// circle (see checkLockOrder in internal/config).
 func (lt *lockTable) free(ctx context.Context, names []string, request, buildID int64,
 	step int) (bool, string, error) {
 	for _, n := range names {
@@ -187,12 +194,12 @@ func (lt *lockTable) free(ctx context.Context, names []string, request, buildID 
 		}
 		err = lt.tx.QueryRowContext(ctx, `SELECT count(*) FROM lock_waiters w
 			WHERE w.lock_name = $1 AND w.request_id < $2 AND w.last_wanted >= $3
-			AND ((w.step = 0 AND EXISTS (SELECT 1 FROM build_requests r
+			AND ((w.step = 0 AND $6 = 0 AND EXISTS (SELECT 1 FROM build_requests r
 					WHERE r.id = w.request_id AND r.state = $4))
 				OR (w.step > 0 AND EXISTS (SELECT 1 FROM builds b
 					WHERE b.request_id = w.request_id AND b.state = $5)))`,
 			n, request, lt.now-lockWaiterTTL.Microseconds(), RequestPending,
-			build.StateRunning).Scan(&ahead)
+			build.StateRunning, step).Scan(&ahead)
 		if err != nil {
 			return false, "", fmt.Errorf("count waiters of lock %q: %w", n, err)
 		}
@@ -334,8 +341,12 @@ func (s *Store) AcquireStepLocks(ctx context.Context, buildID int64, token strin
 			return err
 		}
 		if !ok {
+			// The step waits for the lock with no room only: waiting for
+			// the others too would hold them back from later steps
+			// while this one can take none of them, which can close a
+			// circle of waits the configuration's lock order does not show.
 			out.Waiting = blocking
-			return lt.want(ctx, names, blocking, request, step)
+			return lt.want(ctx, []string{blocking}, blocking, request, step)
 		}
 		out.Acquired = true
 		return lt.hold(ctx, names, request, buildID, step)
