@@ -173,7 +173,7 @@ func (s *Store) Buildset(ctx context.Context, id int64) (Buildset, error) {
 		return Buildset{}, err
 	}
 	if len(list) == 0 {
-		return Buildset{}, ErrNotFound
+		return Buildset{}, fmt.Errorf("buildset %d: %w", id, ErrNotFound)
 	}
 	reqs, err := s.Requests(ctx, RequestFilter{Buildset: id, Limit: 1000})
 	if err != nil {

@@ -244,9 +244,6 @@ func (s *Server) getBuildset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bs, err := s.cfg.Store.Buildset(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		err = fmt.Errorf("buildset %d: %w", id, err)
-	}
 	if err != nil {
 		s.fail(w, r, "look up buildset", err)
 		return

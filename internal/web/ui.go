@@ -245,9 +245,6 @@ func (s *Server) buildsetPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bs, err := s.cfg.Store.Buildset(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		err = fmt.Errorf("buildset %d: %w", id, err)
-	}
 	if err != nil {
 		s.uiFail(w, r, "look up buildset", err)
 		return
