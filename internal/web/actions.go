@@ -202,20 +202,29 @@ func (s *Server) forceBuild(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, withRequests(bs))
 }
 
-func (s *Server) cancelBuild(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "id")
-	if !ok {
-		return
+// cancelInput reads the id a cancellation names and the reason its body
+// gives, answering the error itself when there is one.
+func cancelInput(w http.ResponseWriter, r *http.Request) (id int64, reason string, ok bool) {
+	if id, ok = pathID(w, r, "id"); !ok {
+		return 0, "", false
 	}
 	var in reasonInput
 	if err := decodeBody(r, &in); err != nil {
 		writeBodyError(w, err)
-		return
+		return 0, "", false
 	}
 	if in.Reason == "" {
 		in.Reason = "cancelled through the API"
 	}
-	if err := s.cancel(r.Context(), id, in.Reason); err != nil {
+	return id, in.Reason, true
+}
+
+func (s *Server) cancelBuild(w http.ResponseWriter, r *http.Request) {
+	id, reason, ok := cancelInput(w, r)
+	if !ok {
+		return
+	}
+	if err := s.cancel(r.Context(), id, reason); err != nil {
 		s.fail(w, r, "cancel build", err)
 		return
 	}
@@ -242,23 +251,15 @@ func (s *Server) rebuildBuild(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) cancelRequest(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "id")
+	id, reason, ok := cancelInput(w, r)
 	if !ok {
 		return
-	}
-	var in reasonInput
-	if err := decodeBody(r, &in); err != nil {
-		writeBodyError(w, err)
-		return
-	}
-	if in.Reason == "" {
-		in.Reason = "cancelled through the API"
 	}
 	if _, err := s.requestByID(r, id); err != nil {
 		s.fail(w, r, "look up build request", err)
 		return
 	}
-	if err := s.cancelRequestByID(r.Context(), id, in.Reason); err != nil {
+	if err := s.cancelRequestByID(r.Context(), id, reason); err != nil {
 		s.fail(w, r, "cancel build request", err)
 		return
 	}

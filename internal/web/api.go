@@ -84,6 +84,22 @@ func pathID(w http.ResponseWriter, r *http.Request, name string) (int64, bool) {
 }
 
 // oneOf checks an optional filter against the values it may take.
+// listQuery reads the paging parameters of a list and, when states are
+// given, checks its state filter against them. It answers 400 itself when
+// they are wrong.
+func listQuery(w http.ResponseWriter, r *http.Request, states ...string) (before int64, limit int,
+	ok bool) {
+	before, limit, err := paging(r)
+	if err == nil && len(states) > 0 {
+		err = oneOf("state", r.URL.Query().Get("state"), states...)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return 0, 0, false
+	}
+	return before, limit, true
+}
+
 func oneOf(field, v string, allowed ...string) error {
 	if v == "" {
 		return nil
@@ -161,12 +177,8 @@ func (s *Server) getBuilder(w http.ResponseWriter, r *http.Request) {
 var buildStates = []string{build.StatePending, build.StateRunning, build.StateFinished}
 
 func (s *Server) listBuilds(w http.ResponseWriter, r *http.Request) {
-	before, limit, err := paging(r)
-	if err == nil {
-		err = oneOf("state", r.URL.Query().Get("state"), buildStates...)
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	before, limit, ok := listQuery(w, r, buildStates...)
+	if !ok {
 		return
 	}
 	builds, err := s.cfg.Store.Builds(r.Context(), store.BuildFilter{
@@ -269,12 +281,8 @@ var requestStates = []string{store.RequestPending, store.RequestClaimed, store.R
 	store.RequestCancelled}
 
 func (s *Server) listRequests(w http.ResponseWriter, r *http.Request) {
-	before, limit, err := paging(r)
-	if err == nil {
-		err = oneOf("state", r.URL.Query().Get("state"), requestStates...)
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	before, limit, ok := listQuery(w, r, requestStates...)
+	if !ok {
 		return
 	}
 	reqs, err := s.cfg.Store.Requests(r.Context(), store.RequestFilter{
@@ -358,9 +366,8 @@ func (s *Server) getWorker(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listGenerations(w http.ResponseWriter, r *http.Request) {
-	before, limit, err := paging(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	before, limit, ok := listQuery(w, r)
+	if !ok {
 		return
 	}
 	gens, err := s.cfg.Store.Generations(r.Context(), before, limit+1)
@@ -433,9 +440,8 @@ func (s *Server) diffGeneration(w http.ResponseWriter, r *http.Request) {
 func pagedList[T any](s *Server, what string, fetch func(context.Context, store.ListOptions) ([]T, error),
 	id func(T) int64) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		before, limit, err := paging(r)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+		before, limit, ok := listQuery(w, r)
+		if !ok {
 			return
 		}
 		items, err := fetch(r.Context(), store.ListOptions{Before: before, Limit: limit + 1})
