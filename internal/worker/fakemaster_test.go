@@ -411,29 +411,53 @@ func stepNumber(r *http.Request) int {
 	return n
 }
 
-func (m *fakeMaster) stepStart(w http.ResponseWriter, r *http.Request) {
-	var body workerapi.StepStart
-	json.NewDecoder(r.Body).Decode(&body)
+// decoded reads a JSON request body; a malformed one leaves the zero value,
+// which the attempt check then refuses.
+func decoded[T any](r *http.Request) T {
+	var v T
+	json.NewDecoder(r.Body).Decode(&v)
+	return v
+}
+
+// write runs fn on the build a write names, under the cluster's lock and
+// once its attempt token is checked, and wakes the waiting polls after.
+func (m *fakeMaster) write(w http.ResponseWriter, r *http.Request, token string,
+	fn func(c *fakeCluster, b *fakeBuild)) {
 	c := m.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.notify()
-	b := m.buildFor(w, r, body.AttemptToken)
-	if b == nil {
-		return
+	if b := m.buildFor(w, r, token); b != nil {
+		fn(c, b)
 	}
+}
+
+// stepOf returns the step of b a request names, answering 404 when the
+// build has no such step.
+func stepOf(w http.ResponseWriter, r *http.Request, b *fakeBuild) (int, bool) {
 	n := stepNumber(r)
 	if n < 1 || n > len(b.a.Steps) {
 		writeError(w, http.StatusNotFound, "no such step")
-		return
+		return 0, false
 	}
-	if b.steps[n] == nil {
-		if n > 1 && (b.steps[n-1] == nil || !b.steps[n-1].finished) {
-			c.t.Errorf("build %d: step %d started before step %d finished", b.a.BuildID, n, n-1)
+	return n, true
+}
+
+func (m *fakeMaster) stepStart(w http.ResponseWriter, r *http.Request) {
+	body := decoded[workerapi.StepStart](r)
+	m.write(w, r, body.AttemptToken, func(c *fakeCluster, b *fakeBuild) {
+		n, ok := stepOf(w, r, b)
+		if !ok {
+			return
 		}
-		b.steps[n] = &fakeStep{name: body.Name}
-	}
-	writeJSON(w, http.StatusOK, struct{}{})
+		if b.steps[n] == nil {
+			if n > 1 && (b.steps[n-1] == nil || !b.steps[n-1].finished) {
+				c.t.Errorf("build %d: step %d started before step %d finished", b.a.BuildID, n, n-1)
+			}
+			b.steps[n] = &fakeStep{name: body.Name}
+		}
+		writeJSON(w, http.StatusOK, struct{}{})
+	})
 }
 
 func (m *fakeMaster) stepLog(w http.ResponseWriter, r *http.Request) {
@@ -447,61 +471,47 @@ func (m *fakeMaster) stepLog(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad offset")
 		return
 	}
-	c := m.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.notify()
-	b := m.buildFor(w, r, r.Header.Get(workerapi.HeaderAttempt))
-	if b == nil {
-		return
-	}
-	s := b.steps[stepNumber(r)]
-	switch {
-	case s == nil:
-		writeError(w, http.StatusNotFound, "step not started")
-		return
-	case s.finished:
-		writeError(w, http.StatusConflict, "step already finished")
-		return
-	case offset > int64(len(s.log)):
-		writeJSON(w, http.StatusConflict, workerapi.LogAck{Size: int64(len(s.log))})
-		return
-	}
-	if end := offset + int64(len(data)); end > int64(len(s.log)) {
-		s.log = append(s.log, data[int64(len(s.log))-offset:]...)
-	}
-	writeJSON(w, http.StatusOK, workerapi.LogAck{Size: int64(len(s.log))})
+	m.write(w, r, r.Header.Get(workerapi.HeaderAttempt), func(c *fakeCluster, b *fakeBuild) {
+		s := b.steps[stepNumber(r)]
+		switch {
+		case s == nil:
+			writeError(w, http.StatusNotFound, "step not started")
+			return
+		case s.finished:
+			writeError(w, http.StatusConflict, "step already finished")
+			return
+		case offset > int64(len(s.log)):
+			writeJSON(w, http.StatusConflict, workerapi.LogAck{Size: int64(len(s.log))})
+			return
+		}
+		if end := offset + int64(len(data)); end > int64(len(s.log)) {
+			s.log = append(s.log, data[int64(len(s.log))-offset:]...)
+		}
+		writeJSON(w, http.StatusOK, workerapi.LogAck{Size: int64(len(s.log))})
+	})
 }
 
 func (m *fakeMaster) stepFinish(w http.ResponseWriter, r *http.Request) {
-	var body workerapi.StepFinish
-	json.NewDecoder(r.Body).Decode(&body)
-	c := m.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.notify()
-	b := m.buildFor(w, r, body.AttemptToken)
-	if b == nil {
-		return
-	}
-	s := b.steps[stepNumber(r)]
-	switch {
-	case s == nil:
-		writeError(w, http.StatusNotFound, "step not started")
-		return
-	case body.LogSize > int64(len(s.log)):
-		writeError(w, http.StatusConflict, fmt.Sprintf("log incomplete: have %d of %d bytes",
-			len(s.log), body.LogSize))
-		return
-	}
-	s.finished, s.result, s.reason = true, body.Result, body.Reason
-	s.logSize, s.props = body.LogSize, body.Properties
-	writeJSON(w, http.StatusOK, struct{}{})
+	body := decoded[workerapi.StepFinish](r)
+	m.write(w, r, body.AttemptToken, func(c *fakeCluster, b *fakeBuild) {
+		s := b.steps[stepNumber(r)]
+		switch {
+		case s == nil:
+			writeError(w, http.StatusNotFound, "step not started")
+			return
+		case body.LogSize > int64(len(s.log)):
+			writeError(w, http.StatusConflict, fmt.Sprintf("log incomplete: have %d of %d bytes",
+				len(s.log), body.LogSize))
+			return
+		}
+		s.finished, s.result, s.reason = true, body.Result, body.Reason
+		s.logSize, s.props = body.LogSize, body.Properties
+		writeJSON(w, http.StatusOK, struct{}{})
+	})
 }
 
 func (m *fakeMaster) buildFinish(w http.ResponseWriter, r *http.Request) {
-	var body workerapi.BuildFinish
-	json.NewDecoder(r.Body).Decode(&body)
+	body := decoded[workerapi.BuildFinish](r)
 	c := m.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -527,39 +537,29 @@ func (m *fakeMaster) buildFinish(w http.ResponseWriter, r *http.Request) {
 
 // acquireLocks grants a step all the locks it names, or none.
 func (m *fakeMaster) acquireLocks(w http.ResponseWriter, r *http.Request) {
-	var body workerapi.AttemptRequest
-	json.NewDecoder(r.Body).Decode(&body)
-	c := m.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.notify()
-	b := m.buildFor(w, r, body.AttemptToken)
-	if b == nil {
-		return
-	}
-	n := stepNumber(r)
-	if n < 1 || n > len(b.a.Steps) {
-		writeError(w, http.StatusNotFound, "no such step")
-		return
-	}
-	names := b.a.Steps[n-1].Locks
-	for _, l := range names {
-		if h, held := c.lockHolder[l]; held && h != b.a.BuildID {
-			c.lockWaits++
-			writeJSON(w, http.StatusOK, workerapi.LockGrant{Waiting: l})
+	body := decoded[workerapi.AttemptRequest](r)
+	m.write(w, r, body.AttemptToken, func(c *fakeCluster, b *fakeBuild) {
+		n, ok := stepOf(w, r, b)
+		if !ok {
 			return
 		}
-	}
-	for _, l := range names {
-		c.lockHolder[l] = b.a.BuildID
-	}
-	writeJSON(w, http.StatusOK, workerapi.LockGrant{Acquired: true})
+		names := b.a.Steps[n-1].Locks
+		for _, l := range names {
+			if h, held := c.lockHolder[l]; held && h != b.a.BuildID {
+				c.lockWaits++
+				writeJSON(w, http.StatusOK, workerapi.LockGrant{Waiting: l})
+				return
+			}
+		}
+		for _, l := range names {
+			c.lockHolder[l] = b.a.BuildID
+		}
+		writeJSON(w, http.StatusOK, workerapi.LockGrant{Acquired: true})
+	})
 }
 
 // releaseLocks gives back every lock the build holds.
 func (m *fakeMaster) releaseLocks(w http.ResponseWriter, r *http.Request) {
-	var body workerapi.AttemptRequest
-	json.NewDecoder(r.Body).Decode(&body)
 	c := m.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
