@@ -78,7 +78,8 @@ func (s *Store) RecordFencedPoll(ctx context.Context, f Fence, repo string, head
 	var added []Change
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		added = added[:0]
-		if err := s.checkFence(ctx, tx, f); err != nil {
+		stamp, err := s.stampFence(ctx, tx, f)
+		if err != nil {
 			return err
 		}
 		if err := replaceHeads(ctx, tx, repo, heads, now); err != nil {
@@ -86,7 +87,7 @@ func (s *Store) RecordFencedPoll(ctx context.Context, f Fence, repo string, head
 		}
 		for _, c := range changes {
 			c.Repository = repo
-			stored, isNew, err := insertChange(ctx, tx, c, now)
+			stored, isNew, err := insertChange(ctx, tx, c, now, stamp)
 			if err != nil {
 				return err
 			}
@@ -164,10 +165,11 @@ func replaceHeads(ctx context.Context, tx *sql.Tx, repo string, heads map[string
 	return nil
 }
 
-// insertChange inserts c unless its (repository, branch, revision) is
-// already recorded. It returns the stored change and whether it is new;
-// an existing change is returned as stored.
-func insertChange(ctx context.Context, tx *sql.Tx, c Change, now time.Time) (Change, bool, error) {
+// insertChange inserts c, stamped with the fence it is written under,
+// unless its (repository, branch, revision) is already recorded. It
+// returns the stored change and whether it is new; an existing change is
+// returned as stored.
+func insertChange(ctx context.Context, tx *sql.Tx, c Change, now time.Time, stamp fenceStamp) (Change, bool, error) {
 	files, err := json.Marshal(nonNil(c.Files))
 	if err != nil {
 		return Change{}, false, fmt.Errorf("encode files of change %s: %w", c.Revision, err)
@@ -178,11 +180,12 @@ func insertChange(ctx context.Context, tx *sql.Tx, c Change, now time.Time) (Cha
 	}
 	var id int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO changes (repository, branch, revision, author,
-		comments, files, when_at, created_at, category, properties)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		comments, files, when_at, created_at, category, properties, fence_service, fence_token,
+		fenced_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (repository, branch, revision) DO NOTHING RETURNING id`,
 		c.Repository, c.Branch, c.Revision, c.Author, c.Comments, string(files),
-		micros(c.When), micros(now), c.Category, string(props)).Scan(&id)
+		micros(c.When), micros(now), c.Category, string(props),
+		stamp.service, stamp.token, stamp.at).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		row := tx.QueryRowContext(ctx, `SELECT `+changeColumns+` FROM changes
 			WHERE repository = $1 AND branch = $2 AND revision = $3`,
@@ -221,7 +224,7 @@ func (s *Store) AddChange(ctx context.Context, c Change) (Change, bool, error) {
 	var isNew bool
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		out, isNew, err = insertChange(ctx, tx, c, time.Now())
+		out, isNew, err = insertChange(ctx, tx, c, time.Now(), fenceStamp{})
 		return err
 	})
 	if err != nil {

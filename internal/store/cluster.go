@@ -422,17 +422,45 @@ func (s *Store) endMaster(ctx context.Context, tx *sql.Tx, id int64, state, reas
 	if n, _ := res.RowsAffected(); n == 0 {
 		return 0, nil
 	}
-	res, err = tx.ExecContext(ctx, `UPDATE services SET owner = NULL, owned_since = NULL,
-		token = token + 1 WHERE owner = $1`, id)
+	released, err := s.releaseServices(ctx, tx, id)
 	if err != nil {
-		return 0, fmt.Errorf("release services of master %d: %w", id, err)
+		return 0, err
 	}
-	released, _ := res.RowsAffected()
 	if _, err := tx.ExecContext(ctx, `UPDATE leases SET holder = NULL, expires_at = 0
 		WHERE holder = $1`, id); err != nil {
 		return 0, fmt.Errorf("release leases of master %d: %w", id, err)
 	}
-	return int(released), s.notify(ctx, tx, TopicService)
+	return released, s.notify(ctx, tx, TopicService)
+}
+
+// releaseServices takes every service of master id away from it, each
+// with a new token whose grant to nobody it records, and returns how many
+// there were.
+func (s *Store) releaseServices(ctx context.Context, tx *sql.Tx, id int64) (int, error) {
+	rows, err := tx.QueryContext(ctx, `UPDATE services SET owner = NULL, owned_since = NULL,
+		token = token + 1 WHERE owner = $1 RETURNING name, token`, id)
+	if err != nil {
+		return 0, fmt.Errorf("release services of master %d: %w", id, err)
+	}
+	var released []Fence
+	for rows.Next() {
+		var f Fence
+		if err := rows.Scan(&f.Service, &f.Token); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("release services of master %d: %w", id, err)
+		}
+		released = append(released, f)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("release services of master %d: %w", id, err)
+	}
+	for _, f := range released {
+		if err := s.recordGrant(ctx, tx, f.Service, f.Token, 0); err != nil {
+			return 0, err
+		}
+	}
+	return len(released), nil
 }
 
 // Heartbeat records, on the database clock, that the incarnation id is

@@ -390,18 +390,23 @@ func (s *Store) applyPlacements(ctx context.Context, tx *sql.Tx, ps []Placement,
 		if wanted[name] || stored[name].state == ServiceRetired {
 			continue
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE services SET state = 'retired', retired_at = $2,
-			owner = NULL, owned_since = NULL, token = token + 1 WHERE name = $1`, name, now)
+		var token int64
+		err := tx.QueryRowContext(ctx, `UPDATE services SET state = 'retired', retired_at = $2,
+			owner = NULL, owned_since = NULL, token = token + 1 WHERE name = $1 RETURNING token`,
+			name, now).Scan(&token)
 		if err != nil {
 			return fmt.Errorf("retire service %s: %w", name, err)
+		}
+		if err := s.recordGrant(ctx, tx, name, token, 0); err != nil {
+			return err
 		}
 		res.Retired = append(res.Retired, name)
 	}
 	return nil
 }
 
-// setOwner gives a service to owner (0 for nobody) with a new token, and
-// returns the token.
+// setOwner gives a service to owner (0 for nobody) with a new token,
+// records the grant, and returns the token.
 func (s *Store) setOwner(ctx context.Context, tx *sql.Tx, name string, owner, now int64) (int64, error) {
 	o, since := sql.NullInt64{Int64: owner, Valid: owner != 0}, sql.NullInt64{Int64: now, Valid: owner != 0}
 	var token int64
@@ -410,7 +415,7 @@ func (s *Store) setOwner(ctx context.Context, tx *sql.Tx, name string, owner, no
 	if err != nil {
 		return 0, fmt.Errorf("move service %s to master %d: %w", name, owner, err)
 	}
-	return token, nil
+	return token, s.recordGrant(ctx, tx, name, token, owner)
 }
 
 // storedServices reads every services row, retired ones included.

@@ -70,7 +70,8 @@ func (s *Store) ApplyFenced(ctx context.Context, st *config.State, source, appli
 				return err
 			}
 		}
-		if err := s.checkFence(ctx, tx, fence); err != nil {
+		stamp, err := s.stampFence(ctx, tx, fence)
+		if err != nil {
 			return err
 		}
 		active, err := activeGeneration(ctx, tx)
@@ -89,10 +90,11 @@ func (s *Store) ApplyFenced(ctx context.Context, st *config.State, source, appli
 			AppliedAt:   time.Now().UTC(),
 			State:       stateJSON,
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO generations
-			(number, content_hash, source, applied_by, applied_at, state)
-			VALUES ($1, $2, $3, $4, $5, $6)`,
-			g.Number, g.ContentHash, g.Source, g.AppliedBy, micros(g.AppliedAt), string(stateJSON))
+		_, err = tx.ExecContext(ctx, `INSERT INTO generations (number, content_hash, source,
+			applied_by, applied_at, state, fence_service, fence_token, fenced_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			g.Number, g.ContentHash, g.Source, g.AppliedBy, micros(g.AppliedAt), string(stateJSON),
+			stamp.service, stamp.token, stamp.at)
 		if err != nil {
 			return fmt.Errorf("insert generation %d: %w", g.Number, err)
 		}

@@ -41,7 +41,7 @@ func (s *Store) CreateBuildset(ctx context.Context, in BuildsetInput) (Buildset,
 	var created bool
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		id, created, err = s.createBuildset(ctx, tx, in, time.Now())
+		id, created, err = s.createBuildset(ctx, tx, in, time.Now(), fenceStamp{})
 		return err
 	})
 	if err != nil {
@@ -63,7 +63,7 @@ func (s *Store) CreateBuildsets(ctx context.Context, ins []BuildsetInput) ([]int
 		now := time.Now()
 		for i, in := range ins {
 			var err error
-			if ids[i], created[i], err = s.createBuildset(ctx, tx, in, now); err != nil {
+			if ids[i], created[i], err = s.createBuildset(ctx, tx, in, now, fenceStamp{}); err != nil {
 				return err
 			}
 		}
@@ -75,9 +75,10 @@ func (s *Store) CreateBuildsets(ctx context.Context, ins []BuildsetInput) ([]int
 	return ids, created, nil
 }
 
-// createBuildset does the work of CreateBuildset inside tx and returns the
-// buildset's id.
-func (s *Store) createBuildset(ctx context.Context, tx *sql.Tx, in BuildsetInput, at time.Time) (int64, bool, error) {
+// createBuildset does the work of CreateBuildset inside tx, stamping the
+// buildset with the fence it is written under, and returns the buildset's
+// id.
+func (s *Store) createBuildset(ctx context.Context, tx *sql.Tx, in BuildsetInput, at time.Time, stamp fenceStamp) (int64, bool, error) {
 	props, err := json.Marshal(nonNilMap(in.Properties))
 	if err != nil {
 		return 0, false, err
@@ -108,10 +109,11 @@ func (s *Store) createBuildset(ctx context.Context, tx *sql.Tx, in BuildsetInput
 	}
 	var id int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO buildsets (reason, scheduler, change_id,
-		properties, generation, created_at, parent_build, parent_step, upstream_buildset)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING id`,
+		properties, generation, created_at, parent_build, parent_step, upstream_buildset,
+		fence_service, fence_token, fenced_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id`,
 		in.Reason, in.Scheduler, in.ChangeID, string(props), gen.Number, now,
-		in.ParentBuild, parentStep, in.UpstreamBuildset).Scan(&id)
+		in.ParentBuild, parentStep, in.UpstreamBuildset, stamp.service, stamp.token, stamp.at).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		id, err = existingBuildset(ctx, tx, in)
 		return id, false, err

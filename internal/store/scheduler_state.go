@@ -55,17 +55,22 @@ func (s *Store) SchedulerTimers(ctx context.Context, scheduler string) ([]Schedu
 // waiting on a timer.
 func (s *Store) ArmTimers(ctx context.Context, f Fence, scheduler string, timers []SchedulerTimer, cursor int64) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.checkFence(ctx, tx, f); err != nil {
+		stamp, err := s.stampFence(ctx, tx, f)
+		if err != nil {
 			return err
 		}
 		now := micros(time.Now())
 		for _, t := range timers {
 			_, err := tx.ExecContext(ctx, `INSERT INTO scheduler_state (scheduler, item, next_run,
-				change_id, updated_at) VALUES ($1, $2, $3, $4, $5)
+				change_id, updated_at, fence_service, fence_token, fenced_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 				ON CONFLICT (scheduler, item) DO UPDATE SET next_run = excluded.next_run,
-				change_id = excluded.change_id, updated_at = excluded.updated_at
+				change_id = excluded.change_id, updated_at = excluded.updated_at,
+				fence_service = excluded.fence_service, fence_token = excluded.fence_token,
+				fenced_at = excluded.fenced_at
 				WHERE scheduler_state.change_id IS NULL OR scheduler_state.change_id < excluded.change_id`,
-				scheduler, timerItem(t.Branch), micros(t.Deadline), t.ChangeID, now)
+				scheduler, timerItem(t.Branch), micros(t.Deadline), t.ChangeID, now,
+				stamp.service, stamp.token, stamp.at)
 			if err != nil {
 				return fmt.Errorf("arm timer of branch %s: %w", t.Branch, err)
 			}
@@ -86,7 +91,8 @@ func (s *Store) FireTimer(ctx context.Context, f Fence, scheduler string, t Sche
 	in BuildsetInput) (bs Buildset, fired bool, err error) {
 	var id int64
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.checkFence(ctx, tx, f); err != nil {
+		stamp, err := s.stampFence(ctx, tx, f)
+		if err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM scheduler_state WHERE scheduler = $1
@@ -97,7 +103,7 @@ func (s *Store) FireTimer(ctx context.Context, f Fence, scheduler string, t Sche
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		id, fired, err = s.createBuildset(ctx, tx, in, time.Now())
+		id, fired, err = s.createBuildset(ctx, tx, in, time.Now(), stamp)
 		return err
 	})
 	if err != nil || !fired {
@@ -132,14 +138,18 @@ func (s *Store) RecordRun(ctx context.Context, f Fence, scheduler string, due, a
 	in BuildsetInput) (bs Buildset, ran bool, err error) {
 	var id int64
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.checkFence(ctx, tx, f); err != nil {
+		stamp, err := s.stampFence(ctx, tx, f)
+		if err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO scheduler_state (scheduler, item, last_run,
-			updated_at) VALUES ($1, '', $2, $2) ON CONFLICT (scheduler, item) DO UPDATE
-			SET last_run = excluded.last_run, updated_at = excluded.updated_at
+			updated_at, fence_service, fence_token, fenced_at) VALUES ($1, '', $2, $2, $4, $5, $6)
+			ON CONFLICT (scheduler, item) DO UPDATE
+			SET last_run = excluded.last_run, updated_at = excluded.updated_at,
+			fence_service = excluded.fence_service, fence_token = excluded.fence_token,
+			fenced_at = excluded.fenced_at
 			WHERE scheduler_state.last_run IS NULL OR scheduler_state.last_run < $3`,
-			scheduler, micros(at), micros(due))
+			scheduler, micros(at), micros(due), stamp.service, stamp.token, stamp.at)
 		if err != nil {
 			return fmt.Errorf("record run: %w", err)
 		}
@@ -150,7 +160,7 @@ func (s *Store) RecordRun(ctx context.Context, f Fence, scheduler string, due, a
 		if len(in.Builders) == 0 {
 			return nil
 		}
-		id, _, err = s.createBuildset(ctx, tx, in, at)
+		id, _, err = s.createBuildset(ctx, tx, in, at, stamp)
 		return err
 	})
 	if err != nil || !ran || id == 0 {

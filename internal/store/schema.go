@@ -312,4 +312,34 @@ CREATE TABLE lock_waiters (
 );
 CREATE INDEX lock_waiters_request ON lock_waiters (request_id, step);
 `,
+	// 5: fencing evidence kept in the database: every grant of a clustered
+	// service's token (to a master, or to nobody when it is released or
+	// retired), and beside each row a service writes the fence it was
+	// written under, with the database clock once the fence was checked.
+	// Rows written outside any service leave the three columns NULL.
+	`
+CREATE TABLE service_grants (
+	service TEXT NOT NULL,
+	token BIGINT NOT NULL,
+	master BIGINT,
+	granted_at BIGINT NOT NULL,
+	PRIMARY KEY (service, token)
+);
+
+ALTER TABLE changes ADD COLUMN fence_service TEXT;
+ALTER TABLE changes ADD COLUMN fence_token BIGINT;
+ALTER TABLE changes ADD COLUMN fenced_at BIGINT;
+
+ALTER TABLE buildsets ADD COLUMN fence_service TEXT;
+ALTER TABLE buildsets ADD COLUMN fence_token BIGINT;
+ALTER TABLE buildsets ADD COLUMN fenced_at BIGINT;
+
+ALTER TABLE scheduler_state ADD COLUMN fence_service TEXT;
+ALTER TABLE scheduler_state ADD COLUMN fence_token BIGINT;
+ALTER TABLE scheduler_state ADD COLUMN fenced_at BIGINT;
+
+ALTER TABLE generations ADD COLUMN fence_service TEXT;
+ALTER TABLE generations ADD COLUMN fence_token BIGINT;
+ALTER TABLE generations ADD COLUMN fenced_at BIGINT;
+`,
 }

@@ -61,7 +61,7 @@ func (s *Store) RecordDelivery(ctx context.Context, d Delivery, changes []Change
 		}
 		for _, c := range changes {
 			c.Repository = d.Repository
-			stored, isNew, err := insertChange(ctx, tx, c, now)
+			stored, isNew, err := insertChange(ctx, tx, c, now, fenceStamp{})
 			if err != nil {
 				return err
 			}
