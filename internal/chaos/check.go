@@ -36,7 +36,7 @@ func Check(h *History) []Violation {
 	var out []Violation
 	for _, check := range []func(*History) []Violation{
 		checkAttempts, checkRequests, checkChanges, checkStale, checkOwners, checkRunners, checkFencing,
-		checkLocks, checkSurvival,
+		checkFencedRows, checkLocks, checkSurvival,
 	} {
 		out = append(out, check(h)...)
 	}

@@ -108,14 +108,64 @@ func (h *History) postgresDisturbed(from, to time.Time) bool {
 	return false
 }
 
+// checkFencedRows: the database holds no row that a service wrote under
+// a token older than the newest token granted for that service at the
+// time of the write, nor one written under a token that was never granted
+// to a master. Both times are the database's, each read in its own
+// transaction after the service's row lock was taken (see
+// internal/store/fencing.go), so an accepted write that committed before
+// a grant is dated before it; a tie proves nothing either way and passes.
+func checkFencedRows(h *History) []Violation {
+	grants := map[string]map[int64]Grant{}
+	for _, g := range h.Final.Grants {
+		if grants[g.Service] == nil {
+			grants[g.Service] = map[int64]Grant{}
+		}
+		grants[g.Service][g.Token] = g
+	}
+	var out []Violation
+	for _, r := range h.Final.Fenced {
+		own, ok := grants[r.Service][r.Token]
+		switch {
+		case !ok:
+			out = append(out, Violation{InvFencing, r.At, fmt.Sprintf(
+				"%s was written under %s@%d, a token never granted", r.Row, r.Service, r.Token)})
+		case own.Master == "":
+			out = append(out, Violation{InvFencing, r.At, fmt.Sprintf(
+				"%s was written under %s@%d, the token that took the service from its owner",
+				r.Row, r.Service, r.Token)})
+		case r.At.Before(own.At):
+			out = append(out, Violation{InvFencing, r.At, fmt.Sprintf(
+				"%s was written under %s@%d at %s, before that token was granted at %s",
+				r.Row, r.Service, r.Token, h.clock(r.At), h.clock(own.At))})
+		}
+		var newer *Grant
+		for _, g := range grants[r.Service] {
+			if g.Token > r.Token && g.At.Before(r.At) && (newer == nil || g.Token > newer.Token) {
+				newer = &g
+			}
+		}
+		if newer != nil {
+			to := newer.Master
+			if to == "" {
+				to = "nobody"
+			}
+			out = append(out, Violation{InvFencing, r.At, fmt.Sprintf(
+				"%s was written under %s@%d at %s, after token %d was granted to %s at %s",
+				r.Row, r.Service, r.Token, h.clock(r.At), newer.Token, to, h.clock(newer.At))})
+		}
+	}
+	return out
+}
+
 // checkFencing: no master's log shows a durable write of a service made
 // with a token after another master had started the same service with a
-// newer one. The store keeps no token beside the rows a service writes,
-// so the logs are the evidence: a write is logged right after it
-// commits, and the fence holds the service's row lock until then, so an
-// accepted write always precedes the next owner's start. A fault on the
-// writer (pause, cut or slowed link) may delay its log line; a write
-// logged after such a fault is dated from the fault's start.
+// newer one. This is the masters' own account, beside the database's
+// (checkFencedRows): a write is logged right after it commits, and the
+// fence holds the service's row lock until then, so an accepted write
+// always precedes the next owner's start. A fault on the writer (pause,
+// cut or slowed link) may delay its log line; a write logged after such a
+// fault is dated from the fault's start.
 func checkFencing(h *History) []Violation {
 	const grace = time.Second
 	var out []Violation

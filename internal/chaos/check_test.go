@@ -71,6 +71,12 @@ func validHistory() *History {
 	}
 	for _, s := range campaignServices {
 		h.Final.Services = append(h.Final.Services, Service{Name: s, State: "active", Owner: "m1", OwnerState: "alive", Token: 1})
+		h.Final.Grants = append(h.Final.Grants, Grant{Service: s, Token: 1, Master: "m1", At: t0})
+	}
+	h.Final.Fenced = []FencedRow{
+		{Row: "change 1", Service: "poller:app", Token: 1, At: at(sec(2.5))},
+		{Row: "buildset 6", Service: "scheduler:tick", Token: 1, At: at(sec(10))},
+		{Row: "scheduler state tick/", Service: "scheduler:tick", Token: 1, At: at(sec(20))},
 	}
 	for i := 1; i <= 20; i++ {
 		h.Samples = append(h.Samples, Sample{At: at(sec(float64(i))), Via: "m2", Live: []string{"m1", "m2"}, Services: services("m1", 1)})
@@ -192,6 +198,22 @@ func TestCheckCatchesBrokenHistories(t *testing.T) {
 				LogLine{At: at(sec(3)), Process: "m2-run1", Msg: "service started", Service: "poller:app", Token: 2},
 				LogLine{At: at(sec(6)), Process: "m1-run1", Msg: "recorded branch heads", Service: "poller:app", Write: true})
 		}},
+		{"a row written under a superseded token", InvFencing, "after token 2 was granted to m2", func(h *History) {
+			h.Final.Grants = append(h.Final.Grants, Grant{Service: "poller:app", Token: 2, Master: "m2", At: at(sec(2))})
+		}},
+		{"a row written after its service was released", InvFencing, "granted to nobody", func(h *History) {
+			h.Final.Grants = append(h.Final.Grants, Grant{Service: "scheduler:tick", Token: 2, At: at(sec(15))})
+		}},
+		{"a row written under a token never granted", InvFencing, "a token never granted", func(h *History) {
+			h.Final.Fenced[1].Token = 9
+		}},
+		{"a row written under a releasing token", InvFencing, "took the service from its owner", func(h *History) {
+			h.Final.Grants = append(h.Final.Grants, Grant{Service: "poller:app", Token: 2, At: at(sec(5))})
+			h.Final.Fenced = append(h.Final.Fenced, FencedRow{Row: "change 2", Service: "poller:app", Token: 2, At: at(sec(6))})
+		}},
+		{"a row written before its token was granted", InvFencing, "before that token was granted", func(h *History) {
+			h.Final.Fenced = append(h.Final.Fenced, FencedRow{Row: "change 0", Service: "poller:app", Token: 1, At: at(-sec(1))})
+		}},
 		{"a write by a master not running the service", InvFencing, "while not running it", func(h *History) {
 			h.Services = append(h.Services,
 				LogLine{At: at(sec(6)), Process: "m3-run1", Msg: "buildset created", Service: "scheduler:tick", Write: true})
@@ -255,6 +277,9 @@ func TestCheckExcusesWhatFaultsExplain(t *testing.T) {
 				LogLine{At: at(sec(7)), Process: "m2-run1", Msg: "service started", Service: "poller:app", Token: 2},
 				LogLine{At: at(sec(8.001)), Process: "m1-run1", Msg: "recorded branch heads", Service: "poller:app", Write: true},
 				LogLine{At: at(sec(8.1)), Process: "m1-run1", Msg: "service stopped", Service: "poller:app", Token: 1})
+		}},
+		{"rows written before the next grant, or at its very instant", func(h *History) {
+			h.Final.Grants = append(h.Final.Grants, Grant{Service: "scheduler:tick", Token: 2, Master: "m2", At: at(sec(20))})
 		}},
 		{"a paused master stopping its service once resumed", func(h *History) {
 			h.Faults = append(h.Faults, FaultRun{Kind: MasterPause, Target: "m1", Start: at(sec(3)), End: at(sec(25))})

@@ -40,6 +40,8 @@ func readFinal(ctx context.Context, dbURL string) (Final, error) {
 		{"buildsets", func() (err error) { f.Buildsets, err = readBuildsets(ctx, conn); return err }},
 		{"services", func() (err error) { f.Services, err = readServices(ctx, conn); return err }},
 		{"masters", func() (err error) { f.Masters, err = readMasters(ctx, conn); return err }},
+		{"grants", func() (err error) { f.Grants, err = readGrants(ctx, conn); return err }},
+		{"fenced rows", func() (err error) { f.Fenced, err = readFenced(ctx, conn); return err }},
 		{"lock holders", func() error {
 			return conn.QueryRow(ctx, `SELECT count(*) FROM lock_holders`).Scan(&f.LockHolds)
 		}},
@@ -141,4 +143,43 @@ func readMasters(ctx context.Context, conn *pgx.Conn) ([]Master, error) {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[Master])
+}
+
+func readGrants(ctx context.Context, conn *pgx.Conn) ([]Grant, error) {
+	rows, err := conn.Query(ctx, `SELECT g.service, g.token, COALESCE(m.name, ''), g.granted_at
+		FROM service_grants g LEFT JOIN masters m ON m.id = g.master ORDER BY g.service, g.token`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Grant, error) {
+		var g Grant
+		var at int64
+		err := row.Scan(&g.Service, &g.Token, &g.Master, &at)
+		g.At = micros(at)
+		return g, err
+	})
+}
+
+// readFenced reads every row that records the fence it was written under.
+func readFenced(ctx context.Context, conn *pgx.Conn) ([]FencedRow, error) {
+	rows, err := conn.Query(ctx, `
+		SELECT 'change ' || id, fence_service, fence_token, fenced_at FROM changes
+			WHERE fence_service IS NOT NULL
+		UNION ALL SELECT 'buildset ' || id, fence_service, fence_token, fenced_at FROM buildsets
+			WHERE fence_service IS NOT NULL
+		UNION ALL SELECT 'scheduler state ' || scheduler || '/' || item, fence_service, fence_token,
+			fenced_at FROM scheduler_state WHERE fence_service IS NOT NULL
+		UNION ALL SELECT 'generation ' || number, fence_service, fence_token, fenced_at FROM generations
+			WHERE fence_service IS NOT NULL
+		ORDER BY 4`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (FencedRow, error) {
+		var f FencedRow
+		var at int64
+		err := row.Scan(&f.Row, &f.Service, &f.Token, &at)
+		f.At = micros(at)
+		return f, err
+	})
 }

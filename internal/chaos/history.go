@@ -180,6 +180,28 @@ type Final struct {
 	Services   []Service  `json:"services"`
 	Masters    []Master   `json:"masters"`
 	LockHolds  int        `json:"lock_holds"`
+	// Grants are every grant of a service's token; Fenced, every row a
+	// clustered service wrote under its fence, as the database keeps them.
+	Grants []Grant     `json:"grants"`
+	Fenced []FencedRow `json:"fenced"`
+}
+
+// Grant is a row of the service_grants table: a service given a token,
+// on the database clock.
+type Grant struct {
+	Service string    `json:"service"`
+	Token   int64     `json:"token"`
+	Master  string    `json:"master"` // "" when the grant released or retired the service
+	At      time.Time `json:"at"`
+}
+
+// FencedRow is a row a clustered service wrote, with the fence it was
+// written under and the database time of the write.
+type FencedRow struct {
+	Row     string    `json:"row"` // such as "buildset 12"
+	Service string    `json:"service"`
+	Token   int64     `json:"token"`
+	At      time.Time `json:"at"`
 }
 
 // Build is a row of the builds table.
