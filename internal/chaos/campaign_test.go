@@ -24,7 +24,7 @@ const (
 
 // boundedSeeds are the campaigns make test runs, each boundedDuration
 // long: seeds that together inject every kind of fault.
-var boundedSeeds = []int64{3, 13}
+var boundedSeeds = []int64{3, 78}
 
 // The bounded campaigns' length and mean time between faults.
 const (

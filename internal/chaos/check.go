@@ -338,7 +338,7 @@ func checkLocks(h *History) []Violation {
 	holds := map[string][]hold{}
 	builds := buildsByID(h)
 	for _, m := range h.Markers {
-		if m.Lock == "" || h.lostWithPausedWorker(builds[m.Build], m.At) {
+		if m.Lock == "" || h.lostWithStalledWorker(builds[m.Build], m.At) {
 			continue
 		}
 		k := [2]string{fmt.Sprint(m.Build), m.Step}
@@ -376,18 +376,20 @@ func checkLocks(h *History) []Violation {
 	return out
 }
 
-// lostWithPausedWorker reports whether build b was lost with its worker
-// while a fault paused that worker (and its steps) around time at. Its
+// lostWithStalledWorker reports whether build b was lost with its worker
+// while a fault paused that worker (and its steps), or cut it off from
+// every master, around time at. Its
 // lock was rightly given to another build once the worker was declared
-// lost; when the worker and its steps resume, the step may run on for a
+// lost; when the worker and its steps resume or reach a master again, the
+// step may run on for a
 // moment before the worker learns it lost the build, as with any lease,
 // so its hold does not count against the lock's limit.
-func (h *History) lostWithPausedWorker(b Build, at time.Time) bool {
+func (h *History) lostWithStalledWorker(b Build, at time.Time) bool {
 	if b.Result != "retry" && b.Result != "exception" && b.Result != "cancelled" {
 		return false
 	}
 	for _, f := range h.Faults {
-		if f.Kind == WorkerPause && f.Target == b.Worker && f.Start.Before(at) &&
+		if (f.Kind == WorkerPause || f.cutsWorkerOff()) && f.Target == b.Worker && f.Start.Before(at) &&
 			(f.End.IsZero() || !f.End.Before(b.CreatedAt)) {
 			return true
 		}
@@ -395,10 +397,19 @@ func (h *History) lostWithPausedWorker(b Build, at time.Time) bool {
 	return false
 }
 
+// cutsWorkerOff reports whether the fault cut its worker off from every
+// master, so that the cluster rightly declares it lost once the worker
+// time-to-live has passed. A fault on one link must not lose a build:
+// the worker goes to another master.
+func (f FaultRun) cutsWorkerOff() bool {
+	return (f.Kind == WorkerBlackhole || f.Kind == WorkerReset) && f.Link == "all"
+}
+
 // checkSurvival: a build is lost (exception or retry) only when its
-// worker was: killed, paused, ended, or removed from the configuration
-// while the build ran. Masters dying, hanging or losing the database
-// must not lose a build.
+// worker was: killed, paused, stopped, cut off from every master, ended,
+// or removed from the configuration while the build ran. Masters dying,
+// hanging or losing the database must not lose a build, nor a worker's
+// path to one master failing, nor a slow path to all of them.
 func checkSurvival(h *History) []Violation {
 	var out []Violation
 	for _, b := range h.Final.Builds {
@@ -426,6 +437,9 @@ func (h *History) workerDisturbed(worker string, from, to time.Time) bool {
 		end := f.End
 		if end.IsZero() {
 			end = h.Healed
+		}
+		if f.Kind.onLink() && !f.cutsWorkerOff() {
+			continue
 		}
 		if f.Target == worker && f.Start.Before(to) && end.After(from) {
 			return true

@@ -232,6 +232,12 @@ func TestCheckCatchesBrokenHistories(t *testing.T) {
 		{"a build lost while its worker was fine", InvSurvives, "nothing happened to its worker", func(h *History) {
 			h.Faults = nil
 		}},
+		{"a build lost while one link of its worker was cut", InvSurvives, "nothing happened to its worker", func(h *History) {
+			h.Faults = []FaultRun{{Kind: WorkerBlackhole, Target: "w1", Link: "m1", Start: at(sec(3.2)), End: at(sec(8))}}
+		}},
+		{"a build lost while its worker's links were slow", InvSurvives, "nothing happened to its worker", func(h *History) {
+			h.Faults = []FaultRun{{Kind: WorkerDelay, Target: "w1", Link: "all", Start: at(sec(3.2)), End: at(sec(8))}}
+		}},
 		{"three steps held a counting lock of two", InvLockLimit, "max 2 holders", func(h *History) {
 			addPairHolds(h, [][2]float64{{10, 13}, {11, 14}, {12, 15}})
 		}},
@@ -303,6 +309,26 @@ func TestCheckExcusesWhatFaultsExplain(t *testing.T) {
 			h.Final.Requests = append(h.Final.Requests, Request{ID: 7, Builder: "a", State: "claimed", At: at(sec(66))})
 			h.Final.Builds = append(h.Final.Builds, Build{ID: 17, Builder: "a", Number: 4, Request: 7,
 				State: "running", CreatedAt: at(sec(66))})
+		}},
+		{"a build lost while its worker was cut off from every master", func(h *History) {
+			h.Faults = []FaultRun{{Kind: WorkerReset, Target: "w1", Link: "all", Start: at(sec(3.2)), End: at(sec(8))}}
+		}},
+		{"a build lost while its worker was stopping", func(h *History) {
+			h.Faults = []FaultRun{{Kind: WorkerTerm, Target: "w1", Start: at(sec(3.2)), End: at(sec(5))}}
+		}},
+		{"a cut-off worker's step outliving its lost build's lock", func(h *History) {
+			h.Final.Builds = append(h.Final.Builds, Build{ID: 16, Builder: "lk", Number: 3, Request: 6,
+				State: "finished", Result: "retry", Reason: "worker lost", Worker: "w2", CreatedAt: at(sec(5))})
+			h.Final.Requests = append(h.Final.Requests, Request{ID: 6, Builder: "lk", State: "complete", Build: 17})
+			h.Final.Builds = append(h.Final.Builds, Build{ID: 17, Builder: "lk", Number: 4, Request: 6,
+				State: "finished", Result: "success", RetryOf: 16, CreatedAt: at(sec(5.2))})
+			h.Faults = append(h.Faults, FaultRun{Kind: WorkerBlackhole, Target: "w2", Link: "all",
+				Start: at(sec(5.05)), End: at(sec(5.3))})
+			h.Markers = append(h.Markers,
+				Marker{Build: 16, Builder: "lk", Number: 3, Step: "hold", Phase: "start", At: at(sec(5.01)), Lock: lockName},
+				Marker{Build: 16, Builder: "lk", Number: 3, Step: "hold", Phase: "end", At: at(sec(5.5)), Lock: lockName},
+				Marker{Build: 17, Builder: "lk", Number: 4, Step: "hold", Phase: "start", At: at(sec(5.25)), Lock: lockName},
+				Marker{Build: 17, Builder: "lk", Number: 4, Step: "hold", Phase: "end", At: at(sec(5.4)), Lock: lockName})
 		}},
 		{"two steps holding a counting lock of two", func(h *History) {
 			addPairHolds(h, [][2]float64{{10, 13}, {11, 14}, {13.5, 15}})

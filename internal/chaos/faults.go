@@ -3,12 +3,15 @@ package chaos
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/regent-ci/regent/internal/testutil/proxy"
 )
 
 // runFaults injects the plan's faults at their times; each is healed by
@@ -19,18 +22,22 @@ func (c *campaign) runFaults(ctx context.Context) {
 		if !c.sleepUntil(ctx, f.At) {
 			return
 		}
-		heal, target, err := c.inject(f)
+		heal, target, link, err := c.inject(f)
 		if err != nil {
 			c.rec.event("fault-skipped", target, "%s: %v", f.Kind, err)
 			continue
 		}
 		var idx int
 		start := time.Now()
+		detail := faultDetail(f)
+		if link != "" {
+			detail = "to " + link + ", " + detail
+		}
 		c.rec.with(func(h *History) {
-			h.Faults = append(h.Faults, FaultRun{Kind: f.Kind, Target: target, Start: start, Detail: faultDetail(f)})
+			h.Faults = append(h.Faults, FaultRun{Kind: f.Kind, Target: target, Link: link, Start: start, Detail: detail})
 			idx = len(h.Faults) - 1
 		})
-		c.rec.event("fault", target, "%s %s", f.Kind, faultDetail(f))
+		c.rec.event("fault", target, "%s %s", f.Kind, detail)
 		c.healing.Add(1)
 		go func() {
 			defer c.healing.Done()
@@ -54,8 +61,10 @@ func (c *campaign) runFaults(ctx context.Context) {
 
 func faultDetail(f Fault) string {
 	switch f.Kind {
-	case MasterDelay:
+	case MasterDelay, WorkerDelay:
 		return fmt.Sprintf("for %s, %s per chunk", f.For.Round(time.Millisecond), f.Delay.Round(time.Millisecond))
+	case MasterTerm, WorkerTerm:
+		return fmt.Sprintf("restarted %s after it ends", f.For.Round(time.Millisecond))
 	case PostgresRestart:
 		if f.Crash {
 			return fmt.Sprintf("crash, down for %s", f.For.Round(time.Millisecond))
@@ -119,11 +128,16 @@ func (c *campaign) workerTarget(i int) *node {
 // healAll waits until every fault has been healed.
 func (c *campaign) healAll() { c.healing.Wait() }
 
-// inject starts fault f and returns how to heal it and the name of what
-// it hit.
-func (c *campaign) inject(f Fault) (heal func() error, target string, err error) {
+// termTimeout bounds the wait for a process to end after SIGTERM: a
+// master's drain (10 s at most) or a worker's stop, with a margin.
+const termTimeout = 20 * time.Second
+
+// inject starts fault f and returns how to heal it, the name of what it
+// hit and, for a fault on a worker's links, the master cut off or "all".
+func (c *campaign) inject(f Fault) (heal func() error, target, link string, err error) {
 	if f.Kind == PostgresRestart {
-		return c.injectPostgres(f)
+		heal, target, err = c.injectPostgres(f)
+		return heal, target, "", err
 	}
 	var n *node
 	var m *master
@@ -140,7 +154,7 @@ func (c *campaign) inject(f Fault) (heal func() error, target string, err error)
 	}
 	n.mu.Unlock()
 	if busy {
-		return nil, n.name, fmt.Errorf("%s is down or already under a fault", n.name)
+		return nil, n.name, "", fmt.Errorf("%s is down or already under a fault", n.name)
 	}
 	release := func(err error) error {
 		n.mu.Lock()
@@ -156,6 +170,38 @@ func (c *campaign) inject(f Fault) (heal func() error, target string, err error)
 	case WorkerKill:
 		err = n.kill()
 		heal = func() error { n.start(c.t); return release(nil) }
+	case MasterTerm:
+		err = m.terminate()
+		heal = func() error {
+			stopErr := m.awaitExit(termTimeout)
+			return release(errors.Join(stopErr, m.startMaster(c.t)))
+		}
+	case WorkerTerm:
+		err = n.terminate()
+		heal = func() error {
+			stopErr := n.awaitExit(termTimeout)
+			n.start(c.t)
+			return release(stopErr)
+		}
+	case WorkerBlackhole, WorkerDelay, WorkerReset:
+		var links []*proxy.Proxy
+		links, link = c.links(n, f.Link)
+		for _, l := range links {
+			switch f.Kind {
+			case WorkerBlackhole:
+				l.Blackhole()
+			case WorkerDelay:
+				l.Delay(f.Delay)
+			default:
+				l.Reset()
+			}
+		}
+		heal = func() error {
+			for _, l := range links {
+				l.Pass()
+			}
+			return release(nil)
+		}
 	case MasterPause, WorkerPause:
 		err = n.pause()
 		heal = func() error { return release(n.resume()) }
@@ -172,9 +218,34 @@ func (c *campaign) inject(f Fault) (heal func() error, target string, err error)
 		err = fmt.Errorf("unknown fault kind %q", f.Kind)
 	}
 	if err != nil {
-		return nil, n.name, release(err)
+		return nil, n.name, link, release(err)
 	}
-	return heal, n.name, nil
+	return heal, n.name, link, nil
+}
+
+// links returns the worker's links that a fault with the given link
+// target cuts (see linkAll and linkDispatcher), and names them: a
+// master's name, or "all".
+func (c *campaign) links(w *node, target int) ([]*proxy.Proxy, string) {
+	if target == linkAll {
+		return w.links, "all"
+	}
+	i := target
+	if target == linkDispatcher {
+		i = 0
+		var name string
+		_ = c.query(func(conn *pgx.Conn) error {
+			return conn.QueryRow(context.Background(), `SELECT b.master FROM builds b
+				JOIN workers w ON w.id = b.worker_id WHERE w.name = $1 ORDER BY b.id DESC LIMIT 1`,
+				w.name).Scan(&name)
+		})
+		for j, m := range c.masters {
+			if m.name == name {
+				i = j
+			}
+		}
+	}
+	return w.links[i : i+1], c.masters[i].name
 }
 
 // injectPostgres stops PostgreSQL, or crashes it, and returns how to start

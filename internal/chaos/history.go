@@ -112,6 +112,9 @@ type Apply struct {
 type FaultRun struct {
 	Kind   FaultKind `json:"kind"`
 	Target string    `json:"target"`
+	// Link is, for a fault on a worker's links, the master it was cut
+	// from, or "all".
+	Link   string    `json:"link,omitempty"`
 	Start  time.Time `json:"start"`
 	End    time.Time `json:"end"`
 	Detail string    `json:"detail,omitempty"`

@@ -10,25 +10,45 @@ import (
 // FaultKind names a kind of fault the campaign injects.
 type FaultKind string
 
-// The faults: masters and workers killed or paused, a master's path to
-// PostgreSQL cut, slowed or reset by its proxy, and PostgreSQL itself
-// stopped and started again.
+// The faults: masters and workers killed, paused, or stopped gracefully
+// with SIGTERM; a master's path to PostgreSQL cut, slowed or reset by its
+// proxy; a worker's path to one master or to all of them reset, slowed or
+// cut by its proxies; and PostgreSQL itself stopped and started again.
 const (
 	MasterKill      FaultKind = "master-kill"
 	MasterPause     FaultKind = "master-pause"
+	MasterTerm      FaultKind = "master-term"
 	MasterBlackhole FaultKind = "master-blackhole"
 	MasterDelay     FaultKind = "master-delay"
 	MasterReset     FaultKind = "master-reset"
 	WorkerKill      FaultKind = "worker-kill"
 	WorkerPause     FaultKind = "worker-pause"
+	WorkerTerm      FaultKind = "worker-term"
+	WorkerBlackhole FaultKind = "worker-blackhole"
+	WorkerDelay     FaultKind = "worker-delay"
+	WorkerReset     FaultKind = "worker-reset"
 	PostgresRestart FaultKind = "postgres-restart"
 )
+
+// AllFaults lists every kind of fault.
+var AllFaults = []FaultKind{MasterKill, MasterPause, MasterTerm, MasterBlackhole, MasterDelay, MasterReset,
+	WorkerKill, WorkerPause, WorkerTerm, WorkerBlackhole, WorkerDelay, WorkerReset, PostgresRestart}
 
 // onMaster reports whether the fault hits a master (rather than a worker
 // or PostgreSQL).
 func (k FaultKind) onMaster() bool {
 	switch k {
-	case MasterKill, MasterPause, MasterBlackhole, MasterDelay, MasterReset:
+	case MasterKill, MasterPause, MasterTerm, MasterBlackhole, MasterDelay, MasterReset:
+		return true
+	}
+	return false
+}
+
+// onLink reports whether the fault hits a worker's path to masters
+// rather than the worker itself.
+func (k FaultKind) onLink() bool {
+	switch k {
+	case WorkerBlackhole, WorkerDelay, WorkerReset:
 		return true
 	}
 	return false
@@ -83,14 +103,24 @@ type Action struct {
 // campaign's services (3 to 5); the supervisor (6).
 const masterTargets = 7
 
+// The ways a worker's link fault picks the masters it cuts the worker
+// from, besides masters 0 to 2: every master, or the master that handed
+// the worker its newest build when the fault starts.
+const (
+	linkAll         = -1
+	linkDispatcher  = 3
+	linkTargetCount = 5 // -1 to 3
+)
+
 // Fault is one fault of the schedule: what, on whom, when and how long.
 type Fault struct {
 	At     time.Duration
 	For    time.Duration
 	Kind   FaultKind
 	Target int           // a worker's index, or a master's: see masterTargets
-	Delay  time.Duration // for MasterDelay
+	Delay  time.Duration // for MasterDelay and WorkerDelay
 	Crash  bool          // for PostgresRestart: crash rather than stop
+	Link   int           // for a link fault: a master's index, linkAll or linkDispatcher
 }
 
 // Options shape a plan.
@@ -179,6 +209,10 @@ func planWorkload(r *rand.Rand, d time.Duration) []Action {
 	return out
 }
 
+// termDrain is how long a master stopped with SIGTERM may take to drain
+// beyond its fault's time, during which no other master fault starts.
+const termDrain = 5 * time.Second
+
 // planFaults draws faults until the end of the campaign. At most one
 // master is hit at a time, so that two always work; PostgreSQL restarts
 // are rarer and never overlap a master's fault; a fault ends before the
@@ -191,8 +225,9 @@ func planFaults(r *rand.Rand, o Options) []Fault {
 		kind   FaultKind
 		weight int
 	}{
-		{MasterKill, 14}, {MasterPause, 12}, {MasterBlackhole, 12}, {MasterDelay, 8}, {MasterReset, 8},
-		{WorkerKill, 16}, {WorkerPause, 14}, {PostgresRestart, 6},
+		{MasterKill, 12}, {MasterPause, 10}, {MasterTerm, 6}, {MasterBlackhole, 10}, {MasterDelay, 6},
+		{MasterReset, 6}, {WorkerKill, 12}, {WorkerPause, 10}, {WorkerTerm, 6}, {WorkerBlackhole, 8},
+		{WorkerDelay, 6}, {WorkerReset, 6}, {PostgresRestart, 6},
 	}
 	total := 0
 	for _, k := range kinds {
@@ -226,6 +261,20 @@ func planFaults(r *rand.Rand, o Options) []Fault {
 		case WorkerPause:
 			f.Target = r.IntN(4)
 			f.For = between(r, 500*time.Millisecond, o.WorkerTTL+3*time.Second)
+		case MasterTerm:
+			// For is how long after SIGTERM the process is started again,
+			// once it has ended.
+			f.For = between(r, 500*time.Millisecond, 3*time.Second)
+		case WorkerTerm:
+			f.Target = r.IntN(4)
+			f.For = between(r, 500*time.Millisecond, 3*time.Second)
+		case WorkerBlackhole, WorkerReset:
+			f.Target, f.Link = r.IntN(4), r.IntN(linkTargetCount)-1
+			f.For = between(r, 500*time.Millisecond, o.WorkerTTL+3*time.Second)
+		case WorkerDelay:
+			f.Target, f.Link = r.IntN(4), r.IntN(linkTargetCount)-1
+			f.For = between(r, 2*time.Second, 6*time.Second)
+			f.Delay = between(r, 20*time.Millisecond, 400*time.Millisecond)
 		case PostgresRestart:
 			f.For = between(r, 200*time.Millisecond, 3*time.Second)
 			f.Crash = r.IntN(2) == 0
@@ -248,6 +297,9 @@ func planFaults(r *rand.Rand, o Options) []Fault {
 				continue
 			}
 			masterFree = end
+			if kind == MasterTerm {
+				masterFree += termDrain
+			}
 		default:
 			if at < workerFree[f.Target] {
 				continue

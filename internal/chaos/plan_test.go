@@ -61,8 +61,7 @@ func TestBoundedSeedsCoverEveryFault(t *testing.T) {
 		}
 	}
 	var missing []string
-	for _, k := range []FaultKind{MasterKill, MasterPause, MasterBlackhole, MasterDelay, MasterReset,
-		WorkerKill, WorkerPause, PostgresRestart} {
+	for _, k := range AllFaults {
 		if !seen[k] {
 			missing = append(missing, string(k))
 		}

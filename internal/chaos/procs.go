@@ -28,6 +28,10 @@ type node struct {
 	name string
 	spec procs.Spec
 
+	// links are a worker's proxies to the masters, in the masters'
+	// order: the worker reaches each master only through its link.
+	links []*proxy.Proxy
+
 	mu      sync.Mutex
 	proc    *procs.Proc
 	runs    []*procs.Proc
@@ -110,6 +114,32 @@ func (n *node) kill() error {
 		_ = syscall.Kill(-g, syscall.SIGKILL)
 	}
 	return p.Kill()
+}
+
+// terminate asks the node's process to stop with SIGTERM: a master
+// drains, a worker stops its steps and reports them.
+func (n *node) terminate() error {
+	p := n.current()
+	if p == nil {
+		return nil
+	}
+	return p.Signal(syscall.SIGTERM)
+}
+
+// awaitExit waits up to timeout for the node's process to end after
+// terminate, and kills it (and, for a worker, its steps) if it has not.
+func (n *node) awaitExit(timeout time.Duration) error {
+	p := n.current()
+	if p == nil {
+		return nil
+	}
+	if err := p.Wait(timeout); err == nil || p.Exited() {
+		return nil
+	}
+	if err := n.kill(); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s did not stop within %s of SIGTERM and was killed", n.name, timeout)
 }
 
 // pause stops the node's process and its children's process groups with
@@ -210,15 +240,20 @@ func newMaster(t testing.TB, regent, name, dbURL, secrets string, extra []string
 	return m, nil
 }
 
-// newWorker prepares worker name, talking to every master.
+// newWorker prepares worker name, talking to every master, each through
+// a proxy of its own.
 func newWorker(t testing.TB, regent, name, secrets string, masters []*master) *node {
+	n := &node{name: name}
 	var urls []string
 	for _, m := range masters {
-		urls = append(urls, m.base())
+		link := proxy.Start(t, m.addr)
+		n.links = append(n.links, link)
+		urls = append(urls, "http://"+link.Addr())
 	}
-	return &node{name: name, spec: procs.Spec{Path: regent, Args: []string{"worker",
+	n.spec = procs.Spec{Path: regent, Args: []string{"worker",
 		"--master", strings.Join(urls, ","), "--name", name,
-		"--password-file", filepath.Join(secrets, name), "--basedir", t.TempDir()}}}
+		"--password-file", filepath.Join(secrets, name), "--basedir", t.TempDir()}}
+	return n
 }
 
 // freeAddr returns a loopback address with a port free at the time of the
