@@ -420,7 +420,7 @@ func checkSurvival(h *History) []Violation {
 		if b.FinishedAt.IsZero() {
 			to = h.Settled
 		}
-		if b.Worker == "" || h.workerDisturbed(b.Worker, from, to) {
+		if b.Worker == "" || h.workerDisturbed(b.Worker, from, to) || h.handOutLost(b) {
 			continue
 		}
 		out = append(out, Violation{InvSurvives, b.FinishedAt, fmt.Sprintf(
@@ -428,6 +428,30 @@ func checkSurvival(h *History) []Violation {
 			b.ID, b.Builder, b.Number, b.Worker, b.Result, b.Reason, h.clock(b.CreatedAt), h.clock(b.FinishedAt))})
 	}
 	return out
+}
+
+// handOutLost reports whether build b never reached its worker because
+// the answer that handed it out was lost: no step of it started, and a
+// fault hit the path between the worker and the master that handed it
+// out (the worker's link to that master, or that master) as it was
+// handed out. Such a build is retried as a new, linked build, as
+// DESIGN.md allows.
+func (h *History) handOutLost(b Build) bool {
+	if b.Steps > 0 || b.Result != "retry" {
+		return false
+	}
+	for _, f := range h.Faults {
+		onPath := f.Kind.onLink() && f.Target == b.Worker && (f.Link == b.Master || f.Link == "all") ||
+			f.Kind.onMaster() && f.Target == b.Master || f.Kind == PostgresRestart
+		end := f.End
+		if end.IsZero() {
+			end = h.Healed
+		}
+		if onPath && f.Start.Before(b.CreatedAt.Add(2*time.Second)) && end.After(b.CreatedAt) {
+			return true
+		}
+	}
+	return false
 }
 
 // workerDisturbed reports whether the named worker was under a fault,

@@ -54,7 +54,7 @@ func validHistory() *History {
 			},
 			Builds: []Build{
 				{ID: 10, Builder: "a", Number: 1, Request: 1, State: "finished", Result: "success", CreatedAt: at(sec(1))},
-				{ID: 11, Builder: "a", Number: 2, Request: 2, State: "finished", Result: "retry", Reason: "worker lost",
+				{ID: 11, Builder: "a", Number: 2, Request: 2, State: "finished", Result: "retry", Reason: "worker lost", Steps: 1,
 					Worker: "w1", CreatedAt: at(sec(3)), FinishedAt: at(sec(8.9))},
 				{ID: 12, Builder: "a", Number: 3, Request: 2, State: "finished", Result: "success", RetryOf: 11, CreatedAt: at(sec(9))},
 				{ID: 13, Builder: "lk", Number: 1, Request: 3, State: "finished", Result: "success", CreatedAt: at(sec(4))},
@@ -235,6 +235,10 @@ func TestCheckCatchesBrokenHistories(t *testing.T) {
 		{"a build lost while one link of its worker was cut", InvSurvives, "nothing happened to its worker", func(h *History) {
 			h.Faults = []FaultRun{{Kind: WorkerBlackhole, Target: "w1", Link: "m1", Start: at(sec(3.2)), End: at(sec(8))}}
 		}},
+		{"a build never received although its path was fine", InvSurvives, "nothing happened to its worker", func(h *History) {
+			h.Final.Builds[1].Steps, h.Final.Builds[1].Master = 0, "m2"
+			h.Faults = []FaultRun{{Kind: WorkerBlackhole, Target: "w1", Link: "m1", Start: at(sec(2.9)), End: at(sec(8))}}
+		}},
 		{"a build lost while its worker's links were slow", InvSurvives, "nothing happened to its worker", func(h *History) {
 			h.Faults = []FaultRun{{Kind: WorkerDelay, Target: "w1", Link: "all", Start: at(sec(3.2)), End: at(sec(8))}}
 		}},
@@ -312,6 +316,10 @@ func TestCheckExcusesWhatFaultsExplain(t *testing.T) {
 		}},
 		{"a build lost while its worker was cut off from every master", func(h *History) {
 			h.Faults = []FaultRun{{Kind: WorkerReset, Target: "w1", Link: "all", Start: at(sec(3.2)), End: at(sec(8))}}
+		}},
+		{"a build never received because its worker's link to its master was cut", func(h *History) {
+			h.Final.Builds[1].Steps, h.Final.Builds[1].Master = 0, "m1"
+			h.Faults = []FaultRun{{Kind: WorkerBlackhole, Target: "w1", Link: "m1", Start: at(sec(2.9)), End: at(sec(8))}}
 		}},
 		{"a build lost while its worker was stopping", func(h *History) {
 			h.Faults = []FaultRun{{Kind: WorkerTerm, Target: "w1", Start: at(sec(3.2)), End: at(sec(5))}}

@@ -70,7 +70,7 @@ func micros(us int64) time.Time {
 
 func readBuilds(ctx context.Context, conn *pgx.Conn) ([]Build, error) {
 	rows, err := conn.Query(ctx, `SELECT bu.id, b.name, bu.number, bu.request_id, bu.state,
-		COALESCE(bu.result, ''), bu.reason, COALESCE(bu.retry_of, 0), COALESCE(w.name, ''),
+		COALESCE(bu.result, ''), bu.reason, COALESCE(bu.retry_of, 0), COALESCE(w.name, ''), bu.master,
 		(SELECT count(*) FROM steps s WHERE s.build_id = bu.id), bu.created_at, COALESCE(bu.finished_at, 0)
 		FROM builds bu JOIN builders b ON b.id = bu.builder_id
 		LEFT JOIN workers w ON w.id = bu.worker_id ORDER BY bu.id`)
@@ -81,7 +81,7 @@ func readBuilds(ctx context.Context, conn *pgx.Conn) ([]Build, error) {
 		var b Build
 		var created, finished int64
 		err := r.Scan(&b.ID, &b.Builder, &b.Number, &b.Request, &b.State, &b.Result, &b.Reason,
-			&b.RetryOf, &b.Worker, &b.Steps, &created, &finished)
+			&b.RetryOf, &b.Worker, &b.Master, &b.Steps, &created, &finished)
 		b.CreatedAt, b.FinishedAt = micros(created), micros(finished)
 		return b, err
 	})

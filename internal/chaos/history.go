@@ -218,6 +218,7 @@ type Build struct {
 	Reason     string    `json:"reason"`
 	RetryOf    int64     `json:"retry_of"`
 	Worker     string    `json:"worker"`
+	Master     string    `json:"master"` // the master that handed it out
 	Steps      int       `json:"steps"`
 	CreatedAt  time.Time `json:"created_at"`
 	FinishedAt time.Time `json:"finished_at"`

@@ -75,8 +75,10 @@ func Summary(h *History) string {
 	}
 	return fmt.Sprintf("seed %d, %s: %d forces, %d pushes, %d applies (generation %d), %d faults %v; "+
 		"%d requests, %d builds %v, %d changes, %d marker lines, %d ownership samples, %d list samples, "+
-		"%d fenced refusals logged, %d processes ended on their own; settled %s after healing",
+		"%d fenced refusals logged, %d token grants and %d fenced rows in the database, "+
+		"%d processes ended on their own; settled %s after healing",
 		h.Seed, h.Duration, len(h.Forces), len(h.Pushes), len(h.Applies), h.Final.Generation, len(h.Faults), faults,
 		len(h.Final.Requests), len(h.Final.Builds), results, len(h.Final.Changes), len(h.Markers),
-		len(h.Samples), len(h.Lists), fenced, exits, h.Settled.Sub(h.Healed).Round(time.Millisecond))
+		len(h.Samples), len(h.Lists), fenced, len(h.Final.Grants), len(h.Final.Fenced), exits,
+		h.Settled.Sub(h.Healed).Round(time.Millisecond))
 }
