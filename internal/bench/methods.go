@@ -17,7 +17,8 @@ var GroupMethods = map[string]string{
 		"untimed ones, timed until the whole answer is read, on the master of the 1,000-builder " +
 		"dispatch workload, after it (so builders have builds).",
 	"Apply": "`regent config apply` of the configuration of BenchmarkApply in internal/store " +
-		"written in Starlark: 1,000 builders, 200 workers (passwords hashed with Argon2id) and " +
+		"written in Starlark: 1,000 builders, 200 workers (each with its own password, hashed " +
+		"with Argon2id) and " +
 		"300 force schedulers. First with --db into an empty database (the command's wall time: " +
 		"process start, evaluation, hashing, the transaction); then the change of ten of each " +
 		"kind (builders renamed with previous_names, removed and added; workers and schedulers " +

@@ -6,7 +6,8 @@ import (
 )
 
 // The configurations of the Regent workloads, as Starlark. Every worker's
-// password is workerPassword, written literally.
+// password is workerPassword, written literally, except in the large
+// apply's configuration, where each worker has its own.
 
 // workerPassword is every benchmark worker's password.
 const workerPassword = "bench-password"
@@ -68,7 +69,8 @@ func uniformStar(workers, builders int, command string, shift bool) string {
 }
 
 // largeStar declares the large configuration of BenchmarkApply in
-// internal/store: 1,000 builders, 200 workers and 300 force schedulers.
+// internal/store: 1,000 builders, 200 workers, each with its own password,
+// and 300 force schedulers.
 // With shift, ten of each kind change: builders b0000-b0009 renamed
 // (declared), b0010-b0019 removed and ten added; workers w010-w019
 // removed and ten added; schedulers s000-s009 removed and ten added.
@@ -82,7 +84,8 @@ func largeStar(shift bool) string {
 		b.WriteString("    return False\n")
 	}
 	fmt.Fprintf(&b, "for i in range(200):\n    if not skipped(i):\n"+
-		"        worker(name = \"w\" + pad(i, 3), password = %q, max_builds = 2)\n", workerPassword)
+		"        worker(name = \"w\" + pad(i, 3), password = %q + pad(i, 3), max_builds = 2)\n",
+		workerPassword+"-")
 	b.WriteString("for i in range(1000):\n    if skipped(i):\n        continue\n")
 	b.WriteString("    name, previous = \"b\" + pad(i, 4), []\n")
 	if shift {
@@ -94,9 +97,9 @@ func largeStar(shift bool) string {
 	b.WriteString("    scheduler.force(name = \"s\" + pad(i, 3), builders = [\"b\" + pad(100 + i, 4)])\n")
 	if shift {
 		fmt.Fprintf(&b, "for i in range(10):\n"+
-			"    worker(name = \"wnew\" + pad(i, 2), password = %q)\n"+
+			"    worker(name = \"wnew\" + pad(i, 2), password = %q + pad(i, 2))\n"+
 			"    builder(name = \"bnew\" + pad(i, 2), workers = [\"w020\"], steps = [step.shell(command = \"true\")])\n"+
-			"    scheduler.force(name = \"snew\" + pad(i, 2), builders = [\"b0500\"])\n", workerPassword)
+			"    scheduler.force(name = \"snew\" + pad(i, 2), builders = [\"b0500\"])\n", workerPassword+"-new")
 	}
 	return b.String()
 }

@@ -80,3 +80,23 @@ func TestLogStarSplitsAtTheStepLimit(t *testing.T) {
 		}
 	}
 }
+
+// Each worker of the large apply's configuration has its own password, so
+// that the apply hashes as many distinct passwords as there are workers.
+func TestLargeStarGivesEachWorkerItsOwnPassword(t *testing.T) {
+	t.Parallel()
+	for _, shift := range []bool{false, true} {
+		fsys := fstest.MapFS{"regent.star": {Data: []byte(largeStar(shift))}}
+		st, err := config.LoadFS(context.Background(), fsys, config.Options{InProcess: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]string{}
+		for _, w := range st.Workers {
+			if other, ok := seen[w.Password]; ok {
+				t.Fatalf("shift %v: workers %s and %s share a password", shift, other, w.Name)
+			}
+			seen[w.Password] = w.Name
+		}
+	}
+}

@@ -11,8 +11,8 @@ import (
 	"github.com/regent-ci/regent/internal/testutil/pgtest"
 )
 
-// largeState builds a configuration of 1,000 builders, 200 workers and 300
-// schedulers. shift renames, removes and adds 10 of each kind: builders
+// largeState builds a configuration of 1,000 builders, 200 workers, each
+// with its own password, and 300 schedulers. shift renames, removes and adds 10 of each kind: builders
 // 0-9 renamed (declared), 10-19 removed, 10 new ones added; likewise
 // workers and schedulers (removed and added).
 func largeState(shift bool) *config.State {
@@ -21,11 +21,13 @@ func largeState(shift bool) *config.State {
 		if shift && i >= 10 && i < 20 {
 			continue
 		}
-		st.Workers = append(st.Workers, config.Worker{Name: fmt.Sprintf("w%03d", i), Password: "pw", MaxBuilds: 2})
+		st.Workers = append(st.Workers, config.Worker{Name: fmt.Sprintf("w%03d", i),
+			Password: fmt.Sprintf("pw-%03d", i), MaxBuilds: 2})
 	}
 	if shift {
 		for i := range 10 {
-			st.Workers = append(st.Workers, config.Worker{Name: fmt.Sprintf("wnew%02d", i), Password: "pw", MaxBuilds: 1})
+			st.Workers = append(st.Workers, config.Worker{Name: fmt.Sprintf("wnew%02d", i),
+				Password: fmt.Sprintf("pw-new%02d", i), MaxBuilds: 1})
 		}
 	}
 	for i := range 1000 {
@@ -47,7 +49,7 @@ func largeState(shift bool) *config.State {
 		}
 	}
 	for i := range 300 {
-		if shift && i < 20 {
+		if shift && i < 10 {
 			continue
 		}
 		st.Schedulers = append(st.Schedulers, config.Scheduler{Name: fmt.Sprintf("s%03d", i),

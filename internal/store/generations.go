@@ -51,15 +51,23 @@ func (s *Store) ApplyFenced(ctx context.Context, st *config.State, source, appli
 	for _, w := range st.Workers {
 		digests[w.Name] = passwordDigest(key, w.Name, w.Password)
 	}
-	hash := config.ContentHash(st, func(name, _ string) string { return digests[name] })
-	hashes, err := s.hashChangedPasswords(ctx, st, digests)
+	changed, err := s.changedPasswords(ctx, st, digests)
 	if err != nil {
 		return ApplyResult{}, err
 	}
-	stateJSON, err := json.Marshal(st)
-	if err != nil {
-		return ApplyResult{}, fmt.Errorf("encode desired state: %w", err)
+	// Hashing is deliberately slow: it runs on all cores while the rest of
+	// the apply is encoded, and ends before the transaction begins, so no
+	// write lock is held meanwhile.
+	hashing := startHashing(ctx, changed)
+	enc, encErr := encodeApply(st, digests)
+	hashes, err := hashing.wait()
+	if err == nil {
+		err = encErr
 	}
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	hash, stateJSON := enc.contentHash, enc.state
 
 	var res ApplyResult
 	err = s.tx(ctx, func(tx *sql.Tx) error {
@@ -99,16 +107,16 @@ func (s *Store) ApplyFenced(ctx context.Context, st *config.State, source, appli
 			return fmt.Errorf("insert generation %d: %w", g.Number, err)
 		}
 		r := reconciler{tx: tx, gen: g.Number, now: micros(g.AppliedAt)}
-		if err := r.builders(ctx, st.Builders); err != nil {
+		if err := r.builders(ctx, enc.rows.builders); err != nil {
 			return err
 		}
-		if err := r.workers(ctx, st.Workers, digests, hashes); err != nil {
+		if err := r.workers(ctx, enc.rows.workers, hashes); err != nil {
 			return err
 		}
-		if err := r.repos(ctx, st.Repos); err != nil {
+		if _, err := r.entities(ctx, reposTable, enc.rows.repos); err != nil {
 			return err
 		}
-		if err := r.schedulers(ctx, st.Schedulers); err != nil {
+		if _, err := r.entities(ctx, schedulersTable, enc.rows.schedulers); err != nil {
 			return err
 		}
 		res = ApplyResult{Generation: g, Created: true,
@@ -207,16 +215,23 @@ func scanGeneration(row *sql.Row) (Generation, error) {
 // creating it on first use. Digests are keyed so that the deterministic
 // digest kept for change detection cannot be attacked offline without it.
 func (s *Store) digestKey(ctx context.Context) ([]byte, error) {
+	var key []byte
+	err := s.db.QueryRowContext(ctx, `SELECT digest_key FROM instance WHERE id = 1`).Scan(&key)
+	if err == nil {
+		return key, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read instance key: %w", err)
+	}
 	fresh := make([]byte, 32)
 	if _, err := rand.Read(fresh); err != nil {
 		return nil, err
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO instance (id, digest_key, created_at)
+	_, err = s.db.ExecContext(ctx, `INSERT INTO instance (id, digest_key, created_at)
 		VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING`, fresh, micros(time.Now()))
 	if err != nil {
 		return nil, fmt.Errorf("create instance key: %w", err)
 	}
-	var key []byte
 	if err := s.db.QueryRowContext(ctx, `SELECT digest_key FROM instance WHERE id = 1`).Scan(&key); err != nil {
 		return nil, fmt.Errorf("read instance key: %w", err)
 	}
@@ -231,314 +246,55 @@ func passwordDigest(key []byte, name, password string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// hashChangedPasswords computes salted hashes for the workers whose
-// password differs from the stored one. Hashing is deliberately slow, so
-// it runs before the transaction and only where needed.
-func (s *Store) hashChangedPasswords(ctx context.Context, st *config.State, digests map[string]string) (map[string]string, error) {
+// encodedApply is what an apply writes, encoded before its transaction.
+type encodedApply struct {
+	contentHash string
+	state       []byte
+	rows        desiredRows
+}
+
+// encodeApply encodes st for the generations and entity tables; digests
+// are the workers' password digests by name.
+func encodeApply(st *config.State, digests map[string]string) (encodedApply, error) {
+	state, err := json.Marshal(st)
+	if err != nil {
+		return encodedApply{}, fmt.Errorf("encode desired state: %w", err)
+	}
+	rows, err := encodeDesired(st, digests)
+	if err != nil {
+		return encodedApply{}, err
+	}
+	hash := config.ContentHash(st, func(name, _ string) string { return digests[name] })
+	return encodedApply{contentHash: hash, state: state, rows: rows}, nil
+}
+
+// changedPasswords returns the workers of st whose password differs from
+// the stored one (new workers among them): the only ones to hash.
+func (s *Store) changedPasswords(ctx context.Context, st *config.State, digests map[string]string) ([]config.Worker, error) {
 	stored := map[string]string{}
 	rows, err := s.db.QueryContext(ctx,
 		`SELECT name, password_digest FROM workers WHERE retired_generation IS NULL`)
 	if err != nil {
 		return nil, fmt.Errorf("read worker digests: %w", err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var n, d string
 		if err := rows.Scan(&n, &d); err != nil {
-			rows.Close()
-			return nil, err
+			return nil, fmt.Errorf("read worker digests: %w", err)
 		}
 		stored[n] = d
 	}
-	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read worker digests: %w", err)
+	}
 	var todo []config.Worker
 	for _, w := range st.Workers {
 		if stored[w.Name] != digests[w.Name] {
 			todo = append(todo, w)
 		}
 	}
-	return hashPasswords(todo), nil
-}
-
-// reconciler applies one desired state to the entity tables inside the
-// apply transaction.
-type reconciler struct {
-	tx        *sql.Tx
-	gen       int64
-	now       int64
-	cancelled int
-	revoked   int
-}
-
-type activeRow struct {
-	id   int64
-	name string
-	spec string
-}
-
-func (r *reconciler) active(ctx context.Context, table, specCol string) (map[string]activeRow, error) {
-	rows, err := r.tx.QueryContext(ctx, `SELECT id, name, `+specCol+` FROM `+table+
-		` WHERE retired_generation IS NULL`)
-	if err != nil {
-		return nil, fmt.Errorf("read active %s: %w", table, err)
-	}
-	defer rows.Close()
-	out := map[string]activeRow{}
-	for rows.Next() {
-		var a activeRow
-		if err := rows.Scan(&a.id, &a.name, &a.spec); err != nil {
-			return nil, err
-		}
-		out[a.name] = a
-	}
-	return out, rows.Err()
-}
-
-// revive brings back the most recently retired row of a table with the
-// given name, so that a name that returns keeps its history.
-func (r *reconciler) revive(ctx context.Context, table, name string) (int64, bool, error) {
-	var id int64
-	err := r.tx.QueryRowContext(ctx, `SELECT id FROM `+table+` WHERE name = $1
-		AND retired_generation IS NOT NULL ORDER BY retired_generation DESC, id DESC LIMIT 1`,
-		name).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	_, err = r.tx.ExecContext(ctx, `UPDATE `+table+` SET retired_generation = NULL WHERE id = $1`, id)
-	return id, err == nil, err
-}
-
-func (r *reconciler) retire(ctx context.Context, table string, id int64) error {
-	_, err := r.tx.ExecContext(ctx, `UPDATE `+table+` SET retired_generation = $1 WHERE id = $2`, r.gen, id)
-	if err != nil {
-		return fmt.Errorf("retire %s %d: %w", table, id, err)
-	}
-	return nil
-}
-
-func (r *reconciler) builders(ctx context.Context, want []config.Builder) error {
-	have, err := r.active(ctx, "builders", "spec")
-	if err != nil {
-		return err
-	}
-	wanted := map[string]bool{}
-	for _, b := range want {
-		wanted[b.Name] = true
-	}
-	for _, b := range want {
-		spec, err := json.Marshal(b)
-		if err != nil {
-			return err
-		}
-		tags, _ := json.Marshal(nonNil(b.Tags))
-		id, found := int64(0), false
-		if a, ok := have[b.Name]; ok && a.spec == string(spec) {
-			delete(have, b.Name) // unchanged: nothing to write
-			continue
-		} else if ok {
-			id, found = a.id, true
-			delete(have, b.Name)
-		} else if prev, ok := renamedFrom(b, have, wanted); ok {
-			id, found = prev.id, true
-			delete(have, prev.name)
-		} else if id, found, err = r.revive(ctx, "builders", b.Name); err != nil {
-			return err
-		}
-		if found {
-			_, err = r.tx.ExecContext(ctx, `UPDATE builders SET name = $1, description = $2,
-				tags = $3, spec = $4, updated_generation = $5 WHERE id = $6`,
-				b.Name, b.Description, string(tags), string(spec), r.gen, id)
-		} else {
-			_, err = r.tx.ExecContext(ctx, `INSERT INTO builders (name, description, tags, spec,
-				created_generation, updated_generation) VALUES ($1, $2, $3, $4, $5, $5)`,
-				b.Name, b.Description, string(tags), string(spec), r.gen)
-		}
-		if err != nil {
-			return fmt.Errorf("store builder %q: %w", b.Name, err)
-		}
-	}
-	for _, a := range have {
-		if err := r.retire(ctx, "builders", a.id); err != nil {
-			return err
-		}
-		reason := fmt.Sprintf("builder %q was removed from the configuration in generation %d", a.name, r.gen)
-		res, err := r.tx.ExecContext(ctx, `UPDATE build_requests SET state = $1, reason = $2,
-			completed_at = $3 WHERE builder_id = $4 AND state = $5`,
-			RequestCancelled, reason, r.now, a.id, RequestPending)
-		if err != nil {
-			return fmt.Errorf("cancel requests of builder %q: %w", a.name, err)
-		}
-		n, _ := res.RowsAffected()
-		r.cancelled += int(n)
-	}
-	return nil
-}
-
-// renamedFrom finds the active builder that b declares as a previous name,
-// provided that name is not itself still wanted.
-func renamedFrom(b config.Builder, have map[string]activeRow, wanted map[string]bool) (activeRow, bool) {
-	for _, p := range b.PreviousNames {
-		if a, ok := have[p]; ok && !wanted[p] {
-			return a, true
-		}
-	}
-	return activeRow{}, false
-}
-
-func (r *reconciler) workers(ctx context.Context, want []config.Worker, digests, hashes map[string]string) error {
-	have, err := r.active(ctx, "workers", "password_digest")
-	if err != nil {
-		return err
-	}
-	for _, w := range want {
-		tags, _ := json.Marshal(nonNil(w.Tags))
-		a, ok := have[w.Name]
-		delete(have, w.Name)
-		if ok && a.spec == digests[w.Name] {
-			_, err = r.tx.ExecContext(ctx, `UPDATE workers SET max_builds = $1, tags = $2,
-				updated_generation = $3 WHERE id = $4`, w.MaxBuilds, string(tags), r.gen, a.id)
-			if err != nil {
-				return fmt.Errorf("store worker %q: %w", w.Name, err)
-			}
-			continue
-		}
-		hash, ok2 := hashes[w.Name]
-		if !ok2 {
-			// The password changed between the read before the
-			// transaction and now; hash it here.
-			hash = hashPasswords([]config.Worker{w})[w.Name]
-		}
-		id, found := a.id, ok
-		if !found {
-			if id, found, err = r.revive(ctx, "workers", w.Name); err != nil {
-				return err
-			}
-		}
-		if found {
-			_, err = r.tx.ExecContext(ctx, `UPDATE workers SET password_hash = $1,
-				password_digest = $2, max_builds = $3, tags = $4, updated_generation = $5
-				WHERE id = $6`, hash, digests[w.Name], w.MaxBuilds, string(tags), r.gen, id)
-		} else {
-			_, err = r.tx.ExecContext(ctx, `INSERT INTO workers (name, password_hash,
-				password_digest, max_builds, tags, created_generation, updated_generation)
-				VALUES ($1, $2, $3, $4, $5, $6, $6)`,
-				w.Name, hash, digests[w.Name], w.MaxBuilds, string(tags), r.gen)
-		}
-		if err != nil {
-			return fmt.Errorf("store worker %q: %w", w.Name, err)
-		}
-		if found {
-			reason := fmt.Sprintf("the password of worker %q changed in generation %d", w.Name, r.gen)
-			if err := r.revokeSessions(ctx, id, reason, false); err != nil {
-				return err
-			}
-		}
-	}
-	for _, a := range have {
-		if err := r.retire(ctx, "workers", a.id); err != nil {
-			return err
-		}
-		reason := fmt.Sprintf("worker %q was removed from the configuration in generation %d", a.name, r.gen)
-		if err := r.revokeSessions(ctx, a.id, reason, true); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// revokeSessions ends the worker's live sessions. The builds of a
-// removed worker end with it; those of a worker whose password changed
-// stay running, for the worker to take over once it logs in again with the
-// new password.
-func (r *reconciler) revokeSessions(ctx context.Context, workerID int64, reason string, removed bool) error {
-	ids, err := sessionIDs(ctx, r.tx, `worker_id = $1 AND state = $2`, workerID, SessionActive)
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		_, err := r.tx.ExecContext(ctx, `UPDATE worker_sessions SET state = $1, reason = $2,
-			ended_at = $3 WHERE id = $4`, SessionRevoked, reason, r.now, id)
-		if err != nil {
-			return fmt.Errorf("revoke session %d: %w", id, err)
-		}
-		if removed {
-			if err := loseSessionBuilds(ctx, r.tx, id, reason, r.now); err != nil {
-				return err
-			}
-		}
-	}
-	r.revoked += len(ids)
-	return nil
-}
-
-func (r *reconciler) repos(ctx context.Context, want []config.Repo) error {
-	specs := make([]named, len(want))
-	for i, x := range want {
-		specs[i] = named{name: x.Name, extra: x.URL, value: x}
-	}
-	return r.simple(ctx, "repos", "url", specs)
-}
-
-func (r *reconciler) schedulers(ctx context.Context, want []config.Scheduler) error {
-	specs := make([]named, len(want))
-	for i, x := range want {
-		specs[i] = named{name: x.Name, extra: x.Kind, value: x}
-	}
-	return r.simple(ctx, "schedulers", "kind", specs)
-}
-
-// named is an entity of a table reconciled by name alone: its name, the
-// value of the table's one extra column, and the definition kept as spec.
-type named struct {
-	name  string
-	extra any
-	value any
-}
-
-// simple reconciles a table whose rows are matched by name only and carry
-// one extra column beside the spec.
-func (r *reconciler) simple(ctx context.Context, table, extraCol string, want []named) error {
-	have, err := r.active(ctx, table, "spec")
-	if err != nil {
-		return err
-	}
-	for _, n := range want {
-		b, err := json.Marshal(n.value)
-		if err != nil {
-			return err
-		}
-		spec, x := string(b), n.extra
-		a, ok := have[n.name]
-		delete(have, n.name)
-		if ok && a.spec == spec {
-			continue // unchanged: nothing to write
-		}
-		id, found := a.id, ok
-		if !found {
-			if id, found, err = r.revive(ctx, table, n.name); err != nil {
-				return err
-			}
-		}
-		if found {
-			_, err = r.tx.ExecContext(ctx, `UPDATE `+table+` SET spec = $1, `+extraCol+` = $2,
-				updated_generation = $3 WHERE id = $4`, spec, x, r.gen, id)
-		} else {
-			_, err = r.tx.ExecContext(ctx, `INSERT INTO `+table+` (name, `+extraCol+`, spec,
-				created_generation, updated_generation) VALUES ($1, $2, $3, $4, $4)`,
-				n.name, x, spec, r.gen)
-		}
-		if err != nil {
-			return fmt.Errorf("store %s %q: %w", table, n.name, err)
-		}
-	}
-	for _, a := range have {
-		if err := r.retire(ctx, table, a.id); err != nil {
-			return err
-		}
-	}
-	return nil
+	return todo, nil
 }
 
 func nonNil(s []string) []string {

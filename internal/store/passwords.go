@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -63,24 +64,54 @@ func checkPassword(hash, password string) bool {
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 
-// hashPasswords hashes the workers' passwords on all cores, sharing the
-// bound on Argon2id computations with logins.
-func hashPasswords(ws []config.Worker) map[string]string {
-	out := make(map[string]string, len(ws))
+// hashJob hashes a set of workers' passwords in the background, on all
+// cores, sharing the bound on Argon2id computations with logins, so that
+// the caller can prepare the rest of an apply meanwhile.
+type hashJob struct {
+	done   chan struct{}
+	hashes map[string]string // by worker name; written only before done closes
+	err    error
+}
+
+// startHashing starts hashing the passwords of ws and returns at once.
+// The caller must call wait, which returns only once no hash is running.
+// Cancelling ctx stops the hashes not yet begun.
+func startHashing(ctx context.Context, ws []config.Worker) *hashJob {
+	j := &hashJob{done: make(chan struct{}), hashes: make(map[string]string, len(ws))}
+	go j.run(ctx, ws)
+	return j
+}
+
+func (j *hashJob) run(ctx context.Context, ws []config.Worker) {
+	defer close(j.done)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, w := range ws {
-		wg.Add(1)
-		hashing <- struct{}{}
-		go func() {
-			defer wg.Done()
+		select {
+		case hashing <- struct{}{}:
+		case <-ctx.Done():
+			j.err = fmt.Errorf("hash worker passwords: %w", ctx.Err())
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-hashing }()
 			h := hashPassword(w.Password)
 			mu.Lock()
-			out[w.Name] = h
+			j.hashes[w.Name] = h
 			mu.Unlock()
-			<-hashing
-		}()
+		})
 	}
-	wg.Wait()
-	return out
+}
+
+// wait returns the hashes by worker name once all are computed.
+func (j *hashJob) wait() (map[string]string, error) {
+	<-j.done
+	return j.hashes, j.err
+}
+
+// hashPasswords hashes the workers' passwords on all cores and returns
+// the hashes by worker name.
+func hashPasswords(ctx context.Context, ws []config.Worker) (map[string]string, error) {
+	return startHashing(ctx, ws).wait()
 }
