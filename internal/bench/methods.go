@@ -18,13 +18,15 @@ var GroupMethods = map[string]string{
 		"dispatch workload, after it (so builders have builds).",
 	"Apply": "`regent config apply` of the configuration of BenchmarkApply in internal/store " +
 		"written in Starlark: 1,000 builders, 200 workers (each with its own password, hashed " +
-		"with Argon2id) and " +
-		"300 force schedulers. First with --db into an empty database (the command's wall time: " +
+		"with Argon2id) and 300 force schedulers. First with --db into an empty database (the " +
+		"command's wall time: " +
 		"process start, evaluation, hashing, the transaction); then the change of ten of each " +
 		"kind (builders renamed with previous_names, removed and added; workers and schedulers " +
 		"removed and added) and back, alternately, with --api through a running master, timed " +
 		"to the command's end and until the master's API shows the renamed builder active. The " +
-		"store.Apply rows are BenchmarkApply's, from bench.txt (n is the number of result lines).",
+		"store.Apply rows are BenchmarkApply's, from bench.txt (n is the number of result lines); " +
+		"BenchmarkHashPasswords, among the Go benchmarks, times hashing the 200 passwords alone, " +
+		"the bulk of a first apply.",
 	"Log ingestion": "A master on SQLite and one worker, both started afresh for each run; one " +
 		"build whose step pipes `yes` (text) or `base64 /dev/urandom` (random) into `head -c`. " +
 		"Regent stores at most 512 MiB of one step's log (the master's default limit, which no " +
