@@ -36,7 +36,7 @@ func Check(h *History) []Violation {
 	var out []Violation
 	for _, check := range []func(*History) []Violation{
 		checkAttempts, checkRequests, checkChanges, checkStale, checkOwners, checkRunners, checkFencing,
-		checkFencedRows, checkLocks, checkSurvival,
+		checkFencedRows, checkLocks, checkSurvival, checkHeals,
 	} {
 		out = append(out, check(h)...)
 	}
@@ -403,6 +403,20 @@ func (h *History) lostWithStalledWorker(b Build, at time.Time) bool {
 // the worker goes to another master.
 func (f FaultRun) cutsWorkerOff() bool {
 	return (f.Kind == WorkerBlackhole || f.Kind == WorkerReset) && f.Link == "all"
+}
+
+// checkHeals: every fault was healed as planned. A heal fails when a
+// process did not stop within its time after SIGTERM (a master that
+// cannot finish draining, a worker that cannot stop its steps) or could
+// not be started again; what followed was then not the campaign's plan.
+func checkHeals(h *History) []Violation {
+	var out []Violation
+	for _, e := range h.Events {
+		if e.Kind == "heal-failed" {
+			out = append(out, Violation{InvCampaign, e.At, fmt.Sprintf("healing %s failed: %s", e.Target, e.Detail)})
+		}
+	}
+	return out
 }
 
 // checkSurvival: a build is lost (exception or retry) only when its

@@ -242,6 +242,10 @@ func TestCheckCatchesBrokenHistories(t *testing.T) {
 		{"a build lost while its worker's links were slow", InvSurvives, "nothing happened to its worker", func(h *History) {
 			h.Faults = []FaultRun{{Kind: WorkerDelay, Target: "w1", Link: "all", Start: at(sec(3.2)), End: at(sec(8))}}
 		}},
+		{"a master that did not stop after SIGTERM", InvCampaign, "did not stop", func(h *History) {
+			h.Events = append(h.Events, Event{At: at(sec(30)), Kind: "heal-failed", Target: "m2",
+				Detail: "master-term: m2 did not stop within 20s of SIGTERM and was killed"})
+		}},
 		{"three steps held a counting lock of two", InvLockLimit, "max 2 holders", func(h *History) {
 			addPairHolds(h, [][2]float64{{10, 13}, {11, 14}, {12, 15}})
 		}},

@@ -90,7 +90,10 @@
 //     "slow" builders' step a counting lock of two; the step of a build
 //     lost with its paused or cut-off worker, which runs on until the
 //     worker learns it, does not count), and no lock is held after
-//     settling.
+//     settling;
+//   - campaign-sane: every fault was healed as planned: a master or
+//     worker given SIGTERM stopped within 20 s, every process started
+//     again.
 //
 // A failure is reported with the seed and the events around each
 // violation ([Report]); the same seed replays the same plan.
