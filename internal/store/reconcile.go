@@ -293,8 +293,8 @@ func (r *reconciler) entities(ctx context.Context, t entityTable, want []entityR
 	if err != nil {
 		return nil, err
 	}
-	for i, e := range revived {
-		updates = append(updates, rowUpdate{id: i, row: e})
+	for id, e := range revived {
+		updates = append(updates, rowUpdate{id: id, row: e})
 	}
 	if err := r.update(ctx, t, updates); err != nil {
 		return nil, err

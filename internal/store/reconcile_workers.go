@@ -61,7 +61,7 @@ func (r *reconciler) workers(ctx context.Context, want []workerRow, hashes map[s
 				settings = append(settings, workerUpdate{id: a.id, w: w})
 			}
 		case ok:
-			passwords = append(passwords, workerUpdate{id: a.id, w: w, revoke: true})
+			passwords = append(passwords, workerUpdate{id: a.id, w: w})
 		default:
 			fresh = append(fresh, w)
 		}
@@ -70,8 +70,6 @@ func (r *reconciler) workers(ctx context.Context, want []workerRow, hashes map[s
 	if err != nil {
 		return err
 	}
-	// A retired worker's sessions ended when it was retired: bringing it
-	// back has none to revoke.
 	for id, w := range revived {
 		passwords = append(passwords, workerUpdate{id: id, w: w})
 	}
@@ -98,7 +96,12 @@ func (r *reconciler) workers(ctx context.Context, want []workerRow, hashes map[s
 	if err := r.insert(ctx, "workers", workerColumns, values); err != nil {
 		return err
 	}
+	return r.retireWorkers(ctx, have)
+}
 
+// retireWorkers retires the workers of have and ends their sessions and
+// running builds.
+func (r *reconciler) retireWorkers(ctx context.Context, have map[string]activeWorker) error {
 	removed := make(map[string]activeRow, len(have))
 	for name, a := range have {
 		removed[name] = activeRow{id: a.id, name: a.name}
@@ -116,12 +119,11 @@ func (r *reconciler) workers(ctx context.Context, want []workerRow, hashes map[s
 	return nil
 }
 
-// workerUpdate is an existing worker row to be given w's password and
-// settings; revoke says its live sessions end.
+// workerUpdate is an existing worker row, active or retired, to be given
+// w's password and settings.
 type workerUpdate struct {
-	id     int64
-	w      workerRow
-	revoke bool
+	id int64
+	w  workerRow
 }
 
 // completeHashes adds to hashes those of the workers to be written whose
@@ -153,17 +155,14 @@ func (r *reconciler) completeHashes(ctx context.Context, hashes map[string]strin
 	return nil
 }
 
-// storePassword writes a worker's new password hash and settings, and
-// ends its sessions if asked.
+// storePassword writes a worker's new password hash and settings, and ends
+// its live sessions.
 func (r *reconciler) storePassword(ctx context.Context, u workerUpdate, hash string) error {
 	_, err := r.exec(ctx, `UPDATE workers SET password_hash = $1, password_digest = $2,
 		max_builds = $3, tags = $4, updated_generation = $5, retired_generation = NULL
 		WHERE id = $6`, hash, u.w.digest, u.w.MaxBuilds, u.w.tags, r.gen, u.id)
 	if err != nil {
 		return fmt.Errorf("store worker %q: %w", u.w.Name, err)
-	}
-	if !u.revoke {
-		return nil
 	}
 	reason := fmt.Sprintf("the password of worker %q changed in generation %d", u.w.Name, r.gen)
 	return r.revokeSessions(ctx, u.id, reason, false)
