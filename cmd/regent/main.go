@@ -16,6 +16,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/regent-ci/regent/internal/worker"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -45,6 +47,8 @@ func init() {
 }
 
 func main() {
+	// A worker runs each step under a keeper: this binary, started again.
+	worker.RunKeeperIfRequested()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stderr))

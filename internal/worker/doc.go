@@ -59,15 +59,21 @@
 // second while a lock has no room (noting the wait in its log), and gives
 // them back as soon as it ends; its timeouts start once it holds them.
 //
-// Every command runs in its own process group. At the step's timeout
-// (total time), after no_output_timeout of silence, on cancellation or
-// when the worker stops, the whole group gets SIGTERM and, after
+// No process of a step outlives it. On Linux every command runs under a
+// step keeper (keeper.go), this program started again, which adopts
+// every orphan of the command's tree, daemons that left its session
+// included. At the step's timeout (total time), after no_output_timeout
+// of silence, on cancellation or when the worker stops, every process of
+// the step gets SIGTERM and, once the command has exited or after
 // Config.KillGrace, SIGKILL. A timeout is a failure whose reason says
 // which limit was hit; a cancellation is "cancelled". When a command
-// exits, what it left running in its group is killed. On Linux the
-// command also gets SIGKILL when the worker dies, even by SIGKILL; its
-// own children are not reached that way and run on as orphans until
-// they exit, as do processes that left the group. A failing step
+// exits, whatever it left running is killed, and the step's result is
+// the command's. When the worker dies, even by SIGKILL, the keeper kills
+// the step's processes at once. Elsewhere, and in programs that do not
+// call RunKeeperIfRequested, a command runs in a process group of its
+// own, which those signals reach instead: processes that left the group
+// escape them, and so does everything but the command itself (Linux) or
+// everything (elsewhere) when the worker dies. A failing step
 // with halt_on_failure, an exception or a cancellation ends the build:
 // the remaining steps are not started and not reported (the master shows
 // them as never run). The build's result is the worst of its steps'.

@@ -23,8 +23,10 @@ import (
 )
 
 // TestMain fails the run when any goroutine outlives the tests: every
-// worker a test starts must be stopped completely.
+// worker a test starts must be stopped completely. The test binary is
+// also the program the workers run again as their steps' keepers.
 func TestMain(m *testing.M) {
+	RunKeeperIfRequested()
 	goleak.VerifyTestMain(m)
 }
 

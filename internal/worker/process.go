@@ -14,9 +14,9 @@ import (
 	"github.com/regent-ci/regent/internal/build"
 )
 
-// drainTimeout bounds how long output is still read after a step's process
-// group is gone: a process that escaped the group (a daemon that called
-// setsid) may hold the pipe open for ever.
+// drainTimeout bounds how long output is still read after a step's
+// command and what it started are gone: a process that escaped (a daemon
+// of a command run without a keeper) may hold the pipe open for ever.
 const drainTimeout = 2 * time.Second
 
 // process describes one command run for a step.
@@ -46,24 +46,42 @@ type outcome struct {
 
 func (o outcome) ok() bool { return build.OK(o.result) }
 
-// run starts the command in its own process group with stdout and stderr
-// merged into the spool, and waits for it. When the deadline passes, the
-// command is silent too long, or ctx ends, the whole group gets SIGTERM
-// and, after the grace period, SIGKILL. Whatever the group leaves behind
-// when the command exits is killed too, so that a step never outlives
+// stepCommand is a step's command once started: under a keeper (see
+// keeper.go), or directly in a process group of its own.
+type stepCommand interface {
+	// wait waits until the command has exited and says how it ended.
+	wait() outcome
+	// terminate asks the command and everything it started to end.
+	terminate()
+	// kill ends them at once; supervise calls it killDelay(grace) after
+	// terminate.
+	kill()
+	killDelay(grace time.Duration) time.Duration
+	// cleanup ends what the command left running once it has exited.
+	cleanup()
+}
+
+// run starts the command with stdout and stderr merged into the spool,
+// and waits for it. When the deadline passes, the command is silent too
+// long, or ctx ends, the command and everything it started get SIGTERM
+// and, after the grace period, SIGKILL. Whatever the command leaves
+// running when it exits is killed too, so that a step never outlives
 // itself.
 func (p process) run(ctx context.Context) outcome {
+	return p.runWith(ctx, p.start)
+}
+
+// starter starts a step's command with the given standard output and
+// error.
+type starter func(stdout, stderr *os.File) (stepCommand, error)
+
+// runWith is run, starting the command with start.
+func (p process) runWith(ctx context.Context, start starter) outcome {
 	pipes, err := p.pipes()
 	if err != nil {
 		return outcome{build.Exception, fmt.Sprintf("create output pipe: %v", err)}
 	}
-	cmd := exec.Command(p.args[0], p.args[1:]...)
-	cmd.Dir = p.dir
-	cmd.Env = p.env
-	cmd.Stdout = pipes[0].w
-	cmd.Stderr = pipes[len(pipes)-1].w
-	cmd.SysProcAttr = stepProcAttr()
-	err = cmd.Start()
+	c, err := start(pipes[0].w, pipes[len(pipes)-1].w)
 	for _, pp := range pipes {
 		pp.w.Close()
 	}
@@ -73,7 +91,6 @@ func (p process) run(ctx context.Context) outcome {
 		}
 		return outcome{build.Exception, fmt.Sprintf("start %s: %v", p.args[0], err)}
 	}
-	pgid := cmd.Process.Pid
 
 	var copied sync.WaitGroup
 	for _, pp := range pipes {
@@ -83,14 +100,14 @@ func (p process) run(ctx context.Context) outcome {
 			copyOutput(pp.dst, pp.r)
 		}()
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan outcome, 1)
+	go func() { exited <- c.wait() }()
 
-	killedFor := p.supervise(ctx, pgid, exited)
+	o := p.supervise(ctx, c, exited)
 
-	// The leader is gone; end the rest of its group, then read what is
-	// left in the pipes.
-	signalGroup(pgid, syscall.SIGKILL)
+	// End what the command left behind, then read what is left in the
+	// pipes.
+	c.cleanup()
 	for _, pp := range pipes {
 		pp.r.SetReadDeadline(time.Now().Add(drainTimeout))
 	}
@@ -98,11 +115,16 @@ func (p process) run(ctx context.Context) outcome {
 	for _, pp := range pipes {
 		pp.r.Close()
 	}
+	return o
+}
 
-	if killedFor.result != "" {
-		return killedFor
+// start starts the command under a keeper when the program can run one,
+// and directly otherwise.
+func (p process) start(stdout, stderr *os.File) (stepCommand, error) {
+	if keepersEnabled.Load() {
+		return p.startKept(stdout, stderr)
 	}
-	return exitOutcome(cmd.ProcessState)
+	return p.startDirect(stdout, stderr)
 }
 
 // outputPipe is a pipe from the command and where its output goes.
@@ -134,10 +156,10 @@ func (p process) pipes() ([]outputPipe, error) {
 	return out, nil
 }
 
-// supervise waits for the command to exit and stops its group when a
-// limit is reached or ctx ends. It returns why the group was stopped, or
-// a zero outcome when the command exited by itself.
-func (p process) supervise(ctx context.Context, pgid int, exited <-chan error) outcome {
+// supervise waits for the command to exit and stops it when a limit is
+// reached or ctx ends. It returns why the command was stopped, or how it
+// ended when it exited by itself.
+func (p process) supervise(ctx context.Context, c stepCommand, exited <-chan outcome) outcome {
 	var total, quiet, kill <-chan time.Time
 	if !p.deadline.IsZero() {
 		t := time.NewTimer(time.Until(p.deadline))
@@ -162,14 +184,17 @@ func (p process) supervise(ctx context.Context, pgid int, exited <-chan error) o
 	stop := func(o outcome) {
 		why = o
 		total, quiet, done = nil, nil, nil
-		signalGroup(pgid, syscall.SIGTERM)
-		killTimer = time.NewTimer(p.grace)
+		c.terminate()
+		killTimer = time.NewTimer(c.killDelay(p.grace))
 		kill = killTimer.C
 	}
 	for {
 		select {
-		case <-exited:
-			return why
+		case o := <-exited:
+			if why.result != "" {
+				return why
+			}
+			return o
 		case <-total:
 			stop(outcome{build.Failure, fmt.Sprintf("timed out after %s", p.timeout)})
 		case <-quiet:
@@ -182,7 +207,7 @@ func (p process) supervise(ctx context.Context, pgid int, exited <-chan error) o
 			stop(stoppedOutcome(context.Cause(ctx)))
 		case <-kill:
 			kill = nil
-			signalGroup(pgid, syscall.SIGKILL)
+			c.kill()
 		}
 	}
 }
@@ -195,16 +220,59 @@ func stoppedOutcome(cause error) outcome {
 	return outcome{build.Exception, fmt.Sprintf("stopped: %v", cause)}
 }
 
-// exitOutcome turns a finished command's status into a step outcome.
-func exitOutcome(st *os.ProcessState) outcome {
-	if st.Success() {
+// waitOutcome turns an exited command's wait status into a step outcome.
+func waitOutcome(ws syscall.WaitStatus) outcome {
+	switch {
+	case ws.Signaled():
+		return outcome{build.Failure, fmt.Sprintf("killed by signal %s", ws.Signal())}
+	case ws.ExitStatus() == 0:
 		return outcome{result: build.Success}
 	}
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return outcome{build.Failure, fmt.Sprintf("killed by signal %s", ws.Signal())}
-	}
-	return outcome{build.Failure, fmt.Sprintf("exit status %d", st.ExitCode())}
+	return outcome{build.Failure, fmt.Sprintf("exit status %d", ws.ExitStatus())}
 }
+
+// directCommand is a command run without a keeper, in a process group of
+// its own: terminate and kill reach the group, and so does cleanup once
+// the command has exited. A process that left the group (setsid, a
+// daemon) is out of reach, and, outside Linux, a worker that dies leaves
+// the whole group running.
+type directCommand struct {
+	cmd *exec.Cmd
+}
+
+// startDirect starts the command in a process group of its own.
+func (p process) startDirect(stdout, stderr *os.File) (stepCommand, error) {
+	cmd := exec.Command(p.args[0], p.args[1:]...)
+	cmd.Dir = p.dir
+	cmd.Env = p.env
+	cmd.Stdout = stdout
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = stepProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return directCommand{cmd}, nil
+}
+
+func (d directCommand) wait() outcome {
+	err := d.cmd.Wait()
+	if st := d.cmd.ProcessState; st != nil {
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok {
+			return waitOutcome(ws)
+		}
+	}
+	return outcome{build.Exception, fmt.Sprintf("wait for %s: %v", d.cmd.Path, err)}
+}
+
+func (d directCommand) terminate() { signalGroup(d.cmd.Process.Pid, syscall.SIGTERM) }
+
+func (d directCommand) kill() { signalGroup(d.cmd.Process.Pid, syscall.SIGKILL) }
+
+func (d directCommand) killDelay(grace time.Duration) time.Duration { return grace }
+
+// cleanup kills the rest of the group. The group's id is not reused
+// while any member lives, so this reaches only the step's processes.
+func (d directCommand) cleanup() { signalGroup(d.cmd.Process.Pid, syscall.SIGKILL) }
 
 // signalGroup sends sig to every process in the group; a group that is
 // already gone is not an error.

@@ -1,11 +1,15 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,9 +18,54 @@ import (
 	"go.uber.org/goleak"
 )
 
-// The step's timeout ends the whole process group, a background child
-// included, whether or not the processes heed SIGTERM.
-func TestTimeoutKillsTheProcessGroup(t *testing.T) {
+// leaveBehind returns shell code that starts two processes meant to
+// outlive the shell: a background child, and a daemon that left the
+// step's session and process group and whose parent exited at once
+// (setsid, then a double fork). The code returns once both have written
+// their pids to the files it returns; the test's cleanup kills them if
+// they are still there.
+func leaveBehind(t *testing.T) (code string, pidFiles []string) {
+	dir := t.TempDir()
+	child, daemon := filepath.Join(dir, "child.pid"), filepath.Join(dir, "daemon.pid")
+	code = fmt.Sprintf(`sleep 300 & echo $! > %q; `+
+		`setsid sh -c 'sleep 300 </dev/null >/dev/null 2>&1 & echo $! > %q' & `+
+		`until [ -s %q ]; do sleep 0.01; done; `, child, daemon, daemon)
+	t.Cleanup(func() { killLeftovers(pidFiles) })
+	return code, []string{child, daemon}
+}
+
+// killLeftovers kills what leaveBehind started if it is still running, so
+// that a failing test leaves nothing behind.
+func killLeftovers(pidFiles []string) {
+	for _, f := range pidFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err == nil && bytes.HasPrefix(cmdline, []byte("sleep\x00300")) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// waitAllGone waits until every process in pids has exited.
+func waitAllGone(t *testing.T, pids []int) {
+	t.Helper()
+	for _, pid := range pids {
+		waitUntil(t, 10*time.Second, fmt.Sprintf("process %d to be killed", pid),
+			func() bool { return processGone(pid) })
+	}
+}
+
+// The step's timeout ends every process of the step, a background child
+// and a daemon that left the process group included, whether or not the
+// processes heed SIGTERM.
+func TestTimeoutKillsEveryProcessOfTheStep(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, prelude string
@@ -27,21 +76,20 @@ func TestTimeoutKillsTheProcessGroup(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c, _, _ := newCluster(t)
-			dir := t.TempDir()
-			shellPID, childPID := filepath.Join(dir, "shell.pid"), filepath.Join(dir, "child.pid")
-			step := shell(fmt.Sprintf(`%secho $$ > %q; sleep 300 & echo $! > %q; wait; wait`,
-				tc.prelude, shellPID, childPID))
+			shellPID := filepath.Join(t.TempDir(), "shell.pid")
+			leave, pidFiles := leaveBehind(t)
+			step := shell(fmt.Sprintf(`%secho $$ > %q; %s wait; wait`, tc.prelude, shellPID, leave))
 			step.Timeout = config.Duration(time.Second)
 			a := newBuild(step, shell("echo never"))
 			c.assign(a)
 
-			pids := []int{readPID(t, shellPID), readPID(t, childPID)}
+			pids := []int{readPID(t, shellPID)}
+			for _, f := range pidFiles {
+				pids = append(pids, readPID(t, f))
+			}
 			b := c.waitFinished(a.BuildID, 20*time.Second)
 			checkResult(t, b, build.Failure, "timed out after 1s")
-			for _, pid := range pids {
-				waitUntil(t, 5*time.Second, fmt.Sprintf("process %d to be killed", pid),
-					func() bool { return processGone(pid) })
-			}
+			waitAllGone(t, pids)
 			// A timeout is a failure like any other: without
 			// halt_on_failure the next step runs.
 			if b.steps[1].result != build.Failure || b.steps[2] == nil ||
@@ -52,17 +100,47 @@ func TestTimeoutKillsTheProcessGroup(t *testing.T) {
 	}
 }
 
-// Processes a step leaves behind in its group are killed when it ends.
+// Processes a step leaves behind, in its process group or out of it, are
+// killed when it ends, and the step's result is its command's.
 func TestLeftoverProcessesAreKilled(t *testing.T) {
 	t.Parallel()
 	c, _, _ := newCluster(t)
-	childPID := filepath.Join(t.TempDir(), "child.pid")
-	a := newBuild(shell(fmt.Sprintf(`sleep 300 > /dev/null 2>&1 & echo $! > %q`, childPID)))
+	leave1, pidFiles1 := leaveBehind(t)
+	leave2, pidFiles2 := leaveBehind(t)
+	a := newBuild(shell(leave1+"echo done"), shell(leave2+"exit 4"))
 	c.assign(a)
 	b := c.waitFinished(a.BuildID, 20*time.Second)
-	checkResult(t, b, build.Success, "")
-	pid := readPID(t, childPID)
-	waitUntil(t, 5*time.Second, "the leftover child to be killed", func() bool { return processGone(pid) })
+	checkResult(t, b, build.Failure, "exit status 4")
+	if b.steps[1].result != build.Success {
+		t.Errorf("a step that exited 0 leaving processes behind ended %q", b.steps[1].result)
+	}
+	checkLog(t, b, 1, []byte("done\n"))
+	var pids []int
+	for _, f := range append(pidFiles1, pidFiles2...) {
+		pids = append(pids, readPID(t, f))
+	}
+	waitAllGone(t, pids)
+}
+
+// A cancellation kills every process of the running step, a daemon that
+// left its process group included.
+func TestCancelKillsEveryProcessOfTheStep(t *testing.T) {
+	t.Parallel()
+	c, _, _ := newCluster(t)
+	leave, pidFiles := leaveBehind(t)
+	started := filepath.Join(t.TempDir(), "started")
+	a := newBuild(shell(fmt.Sprintf(`%s echo $$ > %q; wait`, leave, started)))
+	c.assign(a)
+	readPID(t, started)
+	var pids []int
+	for _, f := range pidFiles {
+		pids = append(pids, readPID(t, f))
+	}
+
+	c.update(func() { c.cancel[a.BuildID] = true })
+	b := c.waitFinished(a.BuildID, 20*time.Second)
+	checkResult(t, b, build.Cancelled, "cancelled")
+	waitAllGone(t, pids)
 }
 
 func TestNoOutputTimeout(t *testing.T) {
