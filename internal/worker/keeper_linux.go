@@ -193,6 +193,11 @@ func (k *keeper) killTree() {
 	tick := time.NewTicker(keeperPassInterval)
 	defer tick.Stop()
 	for {
+		select {
+		case <-k.childless: // most commands leave nothing: no walk then
+			return
+		default:
+		}
 		signalled, refused := k.signalTree(syscall.SIGKILL)
 		if signalled == 0 && len(refused) > 0 {
 			for _, p := range refused {
