@@ -303,9 +303,10 @@ func (f *farm) openStore() *store.Store {
 	return s
 }
 
-// pidFile returns a path where a step writes its shell's pid, and makes
-// sure the test kills that process group when it ends: a step outlives a
-// worker killed with SIGKILL, as it runs in a process group of its own.
+// pidFile returns a path where a step writes its shell's pid, and kills
+// that process group when the test ends, should anything of the step be
+// left: a safety net, so a regression in how workers end their steps'
+// processes fails its own test instead of leaving processes behind.
 func pidFile(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "step.pid")
