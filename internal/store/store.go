@@ -18,7 +18,7 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+	"modernc.org/sqlite"               // registers the "sqlite" driver
 )
 
 // Sentinel errors that callers branch on.
@@ -72,7 +72,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		}
 		s = &Store{db: db, d: sqliteDialect, path: dsn}
 	}
-	if err := s.db.PingContext(ctx); err != nil {
+	if err := s.ping(ctx); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
@@ -83,14 +83,45 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	return s, nil
 }
 
+// ping makes the first connection. A new SQLite file that another
+// process is setting up at the same moment (its switch to write-ahead
+// logging) answers "database is locked" without waiting for the busy
+// timeout; that is retried for as long as the busy timeout would wait.
+func (s *Store) ping(ctx context.Context) error {
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
+		err := s.db.PingContext(ctx)
+		var lite *sqlite.Error
+		if err == nil || s.d.name != "sqlite" || !errors.As(err, &lite) ||
+			lite.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+	}
+}
+
+const (
+	// sqliteBusyTimeout is how long a SQLite connection waits for a lock.
+	sqliteBusyTimeout = 20 * time.Second
+	// sqliteBusy is SQLite's primary result code SQLITE_BUSY.
+	sqliteBusy = 5
+)
+
 // sqliteDSN adds the settings Regent relies on: write-ahead logging so
 // readers never block the writer, a busy timeout instead of immediate
 // "database is locked" errors, transactions that take the write lock at
 // BEGIN so two writers never deadlock on upgrade, and foreign keys.
 func sqliteDSN(path string) string {
 	q := url.Values{}
+	// The busy timeout comes first: switching a new file to write-ahead
+	// logging needs its lock, which another process opening it at the
+	// same moment may hold.
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "busy_timeout(20000)")
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")
@@ -111,19 +142,17 @@ func (s *Store) Dialect() string { return s.d.name }
 func (s *Store) DB() *sql.DB { return s.db }
 
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+	err := s.migrationTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("create migrations table: %w", err)
 	}
 	for i, m := range migrations {
 		version := i + 1
-		err := s.tx(ctx, func(tx *sql.Tx) error {
-			if s.d.name == "postgres" {
-				// Serialise concurrent masters migrating one database.
-				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7355608)`); err != nil {
-					return err
-				}
-			}
+		err := s.migrationTx(ctx, func(tx *sql.Tx) error {
 			var n int
 			err := tx.QueryRowContext(ctx,
 				`SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n)
@@ -149,6 +178,21 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// migrationTx runs fn in a transaction that, on PostgreSQL, first takes
+// the migration lock, so masters started together on one database take
+// turns: even CREATE TABLE IF NOT EXISTS fails when two run it at once.
+// SQLite transactions hold the database's write lock from BEGIN.
+func (s *Store) migrationTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if s.d.name == "postgres" {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7355608)`); err != nil {
+				return fmt.Errorf("take the migration lock: %w", err)
+			}
+		}
+		return fn(tx)
+	})
 }
 
 // tx runs fn in a transaction, committing if it returns nil.
