@@ -95,9 +95,11 @@ type Master struct {
 	web        *web.Server
 	warned     sync.Map // keys of warnings logged once
 
-	// heardSince is when this master last began to reach its database;
-	// only the session-expiry loop uses it.
+	// heardSince is when this master last began to hear its workers:
+	// reached its database again, or ran again after a pause; lastExpiry
+	// is when the loop last ran. Only the session-expiry loop uses them.
 	heardSince time.Time
+	lastExpiry time.Time
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -242,7 +244,7 @@ func (m *Master) Start(ctx context.Context) error {
 		defer m.loops.Done()
 		m.services.loop(ctx, m.generation)
 	}()
-	m.every(ctx, 5*time.Second, "expire worker sessions", m.expireSessions)
+	m.every(ctx, expiryInterval, "expire worker sessions", m.expireSessions)
 	m.loops.Add(1)
 	go func() {
 		defer m.loops.Done()
@@ -442,12 +444,29 @@ func (m *Master) every(ctx context.Context, interval time.Duration, what string,
 	}()
 }
 
+// expiryInterval is how often a master looks for lost workers.
+const expiryInterval = 5 * time.Second
+
 // A worker's silence counts only while this master can hear it: after the
-// master starts, or regains its database after losing it, every worker
-// gets a full time-to-live to poll again before any is declared lost.
-// Otherwise a database outage longer than the time-to-live would end
-// every running build at once, though no worker was at fault.
+// master starts, regains its database after losing it, or runs again after
+// it was itself stopped (SIGSTOP, a suspended laptop or virtual machine,
+// starvation), every worker gets a full time-to-live to poll again before
+// any is declared lost. Otherwise a database outage or a pause of the
+// whole machine longer than the time-to-live would end every running
+// build at once, though no worker was at fault.
 func (m *Master) expireSessions(ctx context.Context) error {
+	now := time.Now()
+	if !m.lastExpiry.IsZero() {
+		// The monotonic clock sees a stopped process's time pass; only the
+		// wall clock sees a suspended machine's.
+		gap := max(now.Sub(m.lastExpiry), now.Round(0).Sub(m.lastExpiry.Round(0)))
+		if gap > expiryInterval+m.cfg.WorkerTTL/2 && !m.heardSince.IsZero() {
+			m.log.Warn("this master did not run for a while; every worker gets a full time-to-live "+
+				"before it counts as lost", "gap", gap.Round(time.Millisecond), "ttl", m.cfg.WorkerTTL)
+			m.heardSince = time.Time{}
+		}
+	}
+	m.lastExpiry = now
 	if err := m.cfg.Store.DB().PingContext(ctx); err != nil {
 		m.heardSince = time.Time{}
 		return fmt.Errorf("reach the database: %w", err)
