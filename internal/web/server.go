@@ -208,8 +208,9 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		if s.cfg.AdminToken != "" {
-			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || !s.tokenOK(token) {
+			// The scheme is case-insensitive (RFC 7235), the token not.
+			scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+			if !strings.EqualFold(scheme, "Bearer") || !s.tokenOK(strings.TrimLeft(token, " ")) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="regent"`)
 				writeError(w, http.StatusUnauthorized,
 					"this action needs the admin token: send Authorization: Bearer TOKEN")
