@@ -117,7 +117,8 @@ func (c fencedChanges) RecordPoll(ctx context.Context, repo string, heads map[st
 // watch runs the configuration watcher once.
 func (m *Master) watch(ctx context.Context, f store.Fence) {
 	err := m.watcher.check(ctx, f)
-	if err != nil && ctx.Err() == nil && !errors.Is(err, store.ErrFenced) {
+	var repeated repeatedError
+	if err != nil && ctx.Err() == nil && !errors.Is(err, store.ErrFenced) && !errors.As(err, &repeated) {
 		m.log.Error("configuration watcher", "err", err)
 	}
 	m.reportRun(f, err)

@@ -78,15 +78,21 @@ func (w *configWatcher) check(ctx context.Context, f store.Fence) error {
 	return nil
 }
 
-// fail records err; a repeat of the same error is not returned again, so
-// that a broken configuration is logged once rather than every interval.
+// fail records err and returns it. A repeat of the last error comes back
+// marked as a repeat, so that a broken configuration is logged once rather
+// than every interval, yet every run still counts as a failure.
 func (w *configWatcher) fail(err error) error {
 	if err.Error() == w.lastErr {
-		return nil
+		return repeatedError{err}
 	}
 	w.lastErr = err.Error()
 	return err
 }
+
+// repeatedError is a refusal the same as the one before it.
+type repeatedError struct{ error }
+
+func (e repeatedError) Unwrap() error { return e.error }
 
 // LastError returns the last refusal, empty when the source applied.
 func (w *configWatcher) LastError() string {
