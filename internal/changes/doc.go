@@ -58,14 +58,18 @@
 //
 // # Webhooks
 //
-// A [Receiver] checks a delivery's signature (or GitLab's token) with the
-// webhook secret of the repository it names, resolved at that moment from
-// the master's secret provider, then records the commits it reports with
-// the delivery, in one transaction. A delivery with the same id as an
+// A [Receiver] checks a delivery's signature (or GitLab's token) against
+// the webhook secrets of the repositories, resolved at that moment from the
+// master's secret provider, before it reads the body; then it checks that
+// every revision in the body is a full commit id and every ref a name git
+// accepts, since they end up on git command lines, finds the repository
+// the body names among those whose secret signed it, and records the
+// commits it reports with the delivery, in one transaction. A delivery with the same id as an
 // earlier one, or reporting the same ref moving from the same old revision
 // to the same new one, is a duplicate and records nothing, whether the
 // earlier one was recorded long ago or is being recorded at the same
 // moment by another master. Branches and tags the repository does not
-// watch, deleted refs, pings and pull request actions that bring no new
-// commit are accepted and ignored. docs/webhooks.md describes the formats.
+// watch, deleted refs, pings, pull request actions that bring no new
+// commit and commits recorded already are accepted and ignored, with the
+// reason in the answer. docs/webhooks.md describes the formats.
 package changes

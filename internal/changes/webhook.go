@@ -199,11 +199,13 @@ type Receipt struct {
 }
 
 // Receive verifies a delivery from source (one of [Sources]) and records
-// the changes it reports, once. The signature or token is checked first
-// against the webhook secrets of the repositories that the payload names,
-// then against the others: a delivery that none of them signed fails with
-// [ErrUnauthorized], and one signed by a repository's secret but naming
-// no repository with that secret fails with [ErrUnknownRepository].
+// the changes it reports, once. The signature or token is checked before
+// the body is read, against the webhook secrets of every repository that
+// receives webhooks: a delivery that none of them signed fails with
+// [ErrUnauthorized], whatever its body. Then the body must be a payload
+// of the source whose revisions are full commit ids and whose refs are
+// names git accepts ([ErrBadDelivery]), and name a repository whose secret
+// signed it ([ErrUnknownRepository]).
 func (r *Receiver) Receive(ctx context.Context, src string, h http.Header, body []byte) (Receipt, error) {
 	s, ok := sources[src]
 	if !ok {
@@ -212,12 +214,19 @@ func (r *Receiver) Receive(ctx context.Context, src string, h http.Header, body 
 	if !s.signed(h) {
 		return Receipt{}, fmt.Errorf("%w: the delivery carries no signature or token", ErrUnauthorized)
 	}
+	signers, err := r.signers(ctx, s.verify, h, body)
+	if err != nil {
+		return Receipt{}, err
+	}
 	ev, err := s.parse(h, body)
+	if err == nil {
+		err = checkEvent(&ev)
+	}
 	if err != nil {
 		return Receipt{}, fmt.Errorf("%w: %v", ErrBadDelivery, err)
 	}
 	ev.Source = src
-	repo, err := r.repository(ctx, s.verify, h, body, ev)
+	repo, err := repository(signers, ev)
 	if err != nil {
 		return Receipt{}, err
 	}
@@ -241,35 +250,54 @@ func (r *Receiver) Receive(ctx context.Context, src string, h http.Header, body 
 	for _, c := range added {
 		rc.Changes = append(rc.Changes, c.ID)
 	}
+	if !dup && len(added) == 0 {
+		rc.Ignored = fmt.Sprintf("every commit it reports is already recorded as a change "+
+			"(%s at %s), by a poll or an earlier delivery", ev.Ref, short(ev.New))
+	}
 	r.log.Info("webhook delivery recorded", "source", src, "delivery", ev.Delivery, "event", ev.Kind,
 		"repo", repo.Name, "ref", ev.Ref, "revision", ev.New, "changes", len(added), "duplicate", dup)
 	return rc, nil
 }
 
-// repository finds the configured repository a delivery is for, checking
-// its signature.
-func (r *Receiver) repository(ctx context.Context, verify verifier, h http.Header, body []byte,
-	ev Event) (config.Repo, error) {
+// signers returns the repositories of the active generation whose webhook
+// secret signed the delivery, failing with [ErrUnauthorized] when there is
+// none. Repositories sharing a secret are checked once for it.
+func (r *Receiver) signers(ctx context.Context, verify verifier, h http.Header, body []byte) (
+	[]config.Repo, error) {
 	_, st, err := r.cfg.Store.ActiveState(ctx)
 	if errors.Is(err, store.ErrNotFound) {
-		return config.Repo{}, fmt.Errorf("%w: no configuration is applied yet", ErrUnknownRepository)
+		return nil, fmt.Errorf("%w: no configuration is applied yet", ErrUnknownRepository)
 	}
 	if err != nil {
-		return config.Repo{}, err
+		return nil, err
 	}
-	var named, others []config.Repo
+	signedBy := map[string]bool{}
+	var out []config.Repo
 	for _, repo := range st.Repos {
-		if repo.WebhookSecret == "" {
+		name := repo.WebhookSecret
+		if name == "" {
 			continue
 		}
-		if names(repo, ev) {
-			named = append(named, repo)
-		} else {
-			others = append(others, repo)
+		ok, seen := signedBy[name]
+		if !seen {
+			ok = r.signedWith(name, verify, h, body)
+			signedBy[name] = ok
+		}
+		if ok {
+			out = append(out, repo)
 		}
 	}
-	for _, repo := range named {
-		if r.signedBy(repo, verify, h, body) {
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: it matches the webhook secret of no repository", ErrUnauthorized)
+	}
+	return out, nil
+}
+
+// repository picks, among the repositories whose secret signed a
+// delivery, the one it names.
+func repository(signers []config.Repo, ev Event) (config.Repo, error) {
+	for _, repo := range signers {
+		if names(repo, ev) {
 			return repo, nil
 		}
 	}
@@ -277,25 +305,22 @@ func (r *Receiver) repository(ctx context.Context, verify verifier, h http.Heade
 	if what == "" && len(ev.RepoURLs) > 0 {
 		what = ev.RepoURLs[0]
 	}
-	if slices.ContainsFunc(others, func(repo config.Repo) bool { return r.signedBy(repo, verify, h, body) }) {
-		return config.Repo{}, fmt.Errorf("%w: no repository receiving webhooks with this secret is %q",
-			ErrUnknownRepository, what)
-	}
-	return config.Repo{}, fmt.Errorf("%w for repository %q", ErrUnauthorized, what)
+	return config.Repo{}, fmt.Errorf("%w: no repository receiving webhooks with this secret is %q",
+		ErrUnknownRepository, what)
 }
 
-// signedBy reports whether the delivery is signed with repo's secret.
-func (r *Receiver) signedBy(repo config.Repo, verify verifier, h http.Header, body []byte) bool {
+// signedWith reports whether the delivery is signed with the secret
+// named secret.
+func (r *Receiver) signedWith(secret string, verify verifier, h http.Header, body []byte) bool {
 	if r.cfg.Secrets == nil {
 		return false
 	}
-	secret, err := r.cfg.Secrets.Secret(repo.WebhookSecret)
+	value, err := r.cfg.Secrets.Secret(secret)
 	if err != nil {
-		r.log.Error("cannot resolve the webhook secret of a repository", "repo", repo.Name,
-			"secret", repo.WebhookSecret, "err", err)
+		r.log.Error("cannot resolve a webhook secret", "secret", secret, "err", err)
 		return false
 	}
-	return verify(h, body, secret)
+	return verify(h, body, value)
 }
 
 // names reports whether the event names repo, by name or by URL.

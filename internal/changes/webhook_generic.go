@@ -53,11 +53,23 @@ func parseGeneric(h http.Header, body []byte) (Event, error) {
 		return Event{}, fmt.Errorf("branch, tag: give exactly one of them")
 	case p.Revision == "":
 		return Event{}, fmt.Errorf("revision: give the revision the branch or tag is at now")
-	case badRefName(p.Branch + p.Tag):
-		return Event{}, fmt.Errorf("branch, tag: %q is not a valid name", p.Branch+p.Tag)
+	case zero(p.Revision):
+		return Event{}, fmt.Errorf("revision: %q names no commit", p.Revision)
+	case strings.HasPrefix(p.Branch+p.Tag, "refs/"):
+		return Event{}, fmt.Errorf("branch, tag: give the name without refs/, not %q", p.Branch+p.Tag)
+	}
+	nameErr := checkBranchName("branch", p.Branch)
+	if p.Tag != "" {
+		nameErr = checkTagName("tag", p.Tag)
+	}
+	if nameErr != nil {
+		return Event{}, nameErr
 	}
 	ev.RepoName = p.Repository
 	ev.Old, ev.New = p.OldRevision, p.Revision
+	if zero(ev.Old) {
+		ev.Old = ""
+	}
 	branch, category := p.Branch, ""
 	ev.Ref = branchPrefix + p.Branch
 	if p.Tag != "" {
@@ -86,13 +98,4 @@ func parseGeneric(h http.Header, body []byte) (Event, error) {
 			Category: category, Properties: p.Properties})
 	}
 	return ev, nil
-}
-
-// badRefName reports whether git would refuse name as a branch or tag.
-func badRefName(name string) bool {
-	return strings.HasPrefix(name, "-") || strings.HasPrefix(name, "refs/") ||
-		strings.Contains(name, "..") || len(name) > 255 ||
-		strings.ContainsFunc(name, func(r rune) bool {
-			return r <= ' ' || r == 0x7f || strings.ContainsRune(`~^:?*[\`, r)
-		})
 }

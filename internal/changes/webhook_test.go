@@ -3,6 +3,7 @@ package changes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -207,15 +208,15 @@ func TestUnknownRepositoryIs404AndUnsignedRepositoriesTakeNothing(t *testing.T) 
 	s := hookStore(t)
 	r := newReceiver(t, s)
 	ctx := context.Background()
-	body := []byte(`{"repository": "https://git.example.test/acme/nowhere.git", "branch": "main", "revision": "abc"}`)
+	body := []byte(`{"repository": "https://git.example.test/acme/nowhere.git", "branch": "main", "revision": "abababababababababababababababababababab"}`)
 	if _, err := r.Receive(ctx, SourceGeneric, signed(SourceGeneric, "", "", body, otherSecret), body); !errors.Is(err, ErrUnknownRepository) {
 		t.Fatalf("err = %v, want ErrUnknownRepository", err)
 	}
-	body = []byte(`{"repository": "other", "branch": "main", "revision": "abc"}`)
+	body = []byte(`{"repository": "other", "branch": "main", "revision": "abababababababababababababababababababab"}`)
 	if _, err := r.Receive(ctx, SourceGeneric, signed(SourceGeneric, "", "", body, appSecret), body); !errors.Is(err, ErrUnknownRepository) {
 		t.Fatalf("app's secret for other: err = %v, want ErrUnknownRepository", err)
 	}
-	body = []byte(`{"repository": "unsigned", "branch": "main", "revision": "abc"}`)
+	body = []byte(`{"repository": "unsigned", "branch": "main", "revision": "abababababababababababababababababababab"}`)
 	if _, err := r.Receive(ctx, SourceGeneric, signed(SourceGeneric, "", "", body, ""), body); !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("repository without secret: err = %v, want ErrUnauthorized", err)
 	}
@@ -233,16 +234,16 @@ func TestIgnoredDeliveriesRecordNothing(t *testing.T) {
 		source, event, body, why string
 	}{
 		{SourceGitHub, "ping", `{"zen": "Keep it simple.", "repository": {"clone_url": "https://git.example.test/acme/app.git"}}`, "ping"},
-		{SourceGitHub, "push", `{"ref": "refs/heads/main", "before": "1234", "after": "0000000000000000000000000000000000000000",
+		{SourceGitHub, "push", `{"ref": "refs/heads/main", "before": "1212121212121212121212121212121212121212", "after": "0000000000000000000000000000000000000000",
 			"repository": {"clone_url": "https://git.example.test/acme/app.git"}}`, "deleted"},
-		{SourceGitHub, "push", `{"ref": "refs/heads/wip", "before": "1234", "after": "5678",
+		{SourceGitHub, "push", `{"ref": "refs/heads/wip", "before": "1212121212121212121212121212121212121212", "after": "5656565656565656565656565656565656565656",
 			"repository": {"clone_url": "https://git.example.test/acme/app.git"}}`, "not watched"},
-		{SourceGitHub, "push", `{"ref": "refs/tags/nightly", "before": "0000000000000000000000000000000000000000", "after": "5678",
+		{SourceGitHub, "push", `{"ref": "refs/tags/nightly", "before": "0000000000000000000000000000000000000000", "after": "5656565656565656565656565656565656565656",
 			"repository": {"clone_url": "https://git.example.test/acme/app.git"}}`, "not watched"},
-		{SourceGitHub, "pull_request", `{"action": "closed", "number": 3, "pull_request": {"head": {"sha": "77"}},
+		{SourceGitHub, "pull_request", `{"action": "closed", "number": 3, "pull_request": {"head": {"sha": "7777777777777777777777777777777777777777"}},
 			"repository": {"clone_url": "https://git.example.test/acme/app.git"}}`, "builds nothing"},
 		{SourceGitLab, "Merge Request Hook", `{"object_kind": "merge_request", "project": {"git_http_url": "https://git.example.test/acme/app.git"},
-			"object_attributes": {"iid": 3, "action": "update", "last_commit": {"id": "88"}}}`, "builds nothing"},
+			"object_attributes": {"iid": 3, "action": "update", "last_commit": {"id": "8888888888888888888888888888888888888888"}}}`, "builds nothing"},
 		{SourceGitHub, "issues", `{"repository": {"clone_url": "https://git.example.test/acme/app.git"}}`, "not one Regent acts on"},
 	}
 	for _, tc := range cases {
@@ -252,7 +253,7 @@ func TestIgnoredDeliveriesRecordNothing(t *testing.T) {
 			t.Fatalf("%s %s: receipt %+v, %v; want ignored for %q", tc.source, tc.event, rc, err, tc.why)
 		}
 	}
-	tag := []byte(`{"ref": "refs/tags/v1.2", "before": "0000000000000000000000000000000000000000", "after": "9999",
+	tag := []byte(`{"ref": "refs/tags/v1.2", "before": "0000000000000000000000000000000000000000", "after": "9999999999999999999999999999999999999999",
 		"repository": {"clone_url": "https://git.example.test/acme/app.git"}}`)
 	if _, err := r.Receive(ctx, SourceGitHub, signed(SourceGitHub, "push", "", tag, appSecret), tag); err != nil {
 		t.Fatal(err)
@@ -285,15 +286,16 @@ func TestManyCommitsAreCappedWithASummary(t *testing.T) {
 	r := newReceiver(t, s)
 	var commits []string
 	for i := range 12 {
-		commits = append(commits, `{"revision": "c`+string(rune('a'+i))+`", "files": ["f`+string(rune('a'+i))+`"]}`)
+		commits = append(commits, fmt.Sprintf(`{"revision": "%040x", "files": ["f%c"]}`, i+1, 'a'+i))
 	}
-	body := []byte(`{"repository": "app", "branch": "main", "revision": "cl", "commits": [` + strings.Join(commits, ",") + `]}`)
+	body := []byte(fmt.Sprintf(`{"repository": "app", "branch": "main", "revision": "%040x", "commits": [%s]}`,
+		12, strings.Join(commits, ",")))
 	rc, err := r.Receive(context.Background(), SourceGeneric, signed(SourceGeneric, "", "", body, appSecret), body)
 	if err != nil || len(rc.Changes) != 5 {
 		t.Fatalf("receipt %+v, %v; want 5 changes", rc, err)
 	}
 	cs, _ := s.Changes(context.Background(), store.ListOptions{Limit: 1})
-	if cs[0].Revision != "cl" || len(cs[0].Files) != 8 || !strings.Contains(cs[0].Comments, "stands for 8 commits") {
+	if cs[0].Revision != fmt.Sprintf("%040x", 12) || len(cs[0].Files) != 8 || !strings.Contains(cs[0].Comments, "stands for 8 commits") {
 		t.Fatalf("summary change = %+v", cs[0])
 	}
 }

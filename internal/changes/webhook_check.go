@@ -1,0 +1,139 @@
+package changes
+
+import (
+	"fmt"
+	"strings"
+)
+
+// A delivery's revisions and refs end up on git command lines: a build of
+// a change checks its revision out on a worker, and scripts are given its
+// branch. So every one of them is checked before anything is recorded: a
+// revision must be a full object id, and a ref or branch a name git itself
+// accepts that cannot be taken for an option.
+
+// checkEvent checks the revisions and refs of a parsed delivery, and
+// writes its revisions in lower case, the form git prints, so that the
+// same commit is never recorded twice under two spellings.
+func checkEvent(ev *Event) error {
+	if ev.Ref != "" {
+		if err := checkRef("ref", ev.Ref); err != nil {
+			return err
+		}
+	}
+	var err error
+	if ev.New != "" {
+		if ev.New, err = objectID("revision", ev.New); err != nil {
+			return err
+		}
+	}
+	if ev.Old != "" {
+		if ev.Old, err = objectID("old revision", ev.Old); err != nil {
+			return err
+		}
+	}
+	for i := range ev.Changes {
+		c := &ev.Changes[i]
+		if c.Revision, err = objectID(fmt.Sprintf("commit %d", i+1), c.Revision); err != nil {
+			return err
+		}
+		for _, prop := range []string{PropBaseBranch, PropHeadBranch} {
+			if b := c.Properties[prop]; b != "" {
+				if err := checkBranchName(prop, b); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// objectID checks that rev is a full hexadecimal object id, 40 digits
+// (SHA-1) or 64 (SHA-256), and returns it in lower case. An abbreviated
+// id, a ref name or an expression such as HEAD~1 is refused: git would
+// resolve it, or take it for an option, in the repository of whoever
+// builds it.
+func objectID(field, rev string) (string, error) {
+	notHex := func(r rune) bool {
+		return (r < '0' || r > '9') && (r < 'a' || r > 'f') && (r < 'A' || r > 'F')
+	}
+	if (len(rev) != 40 && len(rev) != 64) || strings.ContainsFunc(rev, notHex) {
+		return "", fmt.Errorf("%s: %q is not a full commit id (40 hexadecimal digits, or 64 "+
+			"for SHA-256 repositories)", field, rev)
+	}
+	return strings.ToLower(rev), nil
+}
+
+// checkRef checks a full ref name, such as refs/heads/main, and for a
+// branch or a tag the name under refs/heads/ or refs/tags/.
+func checkRef(field, ref string) error {
+	if why := refNameProblem(ref); why != "" {
+		return fmt.Errorf("%s: %q is not a valid ref name: %s", field, ref, why)
+	}
+	if b, ok := strings.CutPrefix(ref, branchPrefix); ok {
+		return checkBranchName(field, b)
+	}
+	if t, ok := strings.CutPrefix(ref, tagRefPrefix); ok {
+		return checkTagName(field, t)
+	}
+	return nil
+}
+
+// checkBranchName checks a branch name without refs/heads/, as git branch
+// would.
+func checkBranchName(field, name string) error {
+	why := refNameProblem(name)
+	if why == "" && name == "HEAD" {
+		why = "HEAD is not a branch"
+	}
+	if why != "" {
+		return fmt.Errorf("%s: %q is not a valid branch name: %s", field, name, why)
+	}
+	return nil
+}
+
+// checkTagName checks a tag name without refs/tags/, as git tag would.
+func checkTagName(field, name string) error {
+	if why := refNameProblem(name); why != "" {
+		return fmt.Errorf("%s: %q is not a valid tag name: %s", field, name, why)
+	}
+	return nil
+}
+
+// maxRefName bounds a ref name; git has no limit of its own, but no
+// forge makes names anywhere near as long.
+const maxRefName = 255
+
+// refNameProblem says why git would refuse name as a ref (the rules of
+// git check-ref-format), or why it could be taken for a command-line
+// option; it is empty for a good name.
+func refNameProblem(name string) string {
+	switch {
+	case name == "":
+		return "it is empty"
+	case len(name) > maxRefName:
+		return fmt.Sprintf("it is longer than %d bytes", maxRefName)
+	case strings.HasPrefix(name, "-"):
+		return "it starts with '-'"
+	case name == "@":
+		return "'@' alone is not a name"
+	case strings.HasPrefix(name, "/"), strings.HasSuffix(name, "/"), strings.Contains(name, "//"):
+		return "it has an empty path component"
+	case strings.HasSuffix(name, "."):
+		return "it ends with '.'"
+	case strings.Contains(name, ".."):
+		return "it contains '..'"
+	case strings.Contains(name, "@{"):
+		return "it contains '@{'"
+	}
+	if i := strings.IndexFunc(name, func(r rune) bool {
+		return r < ' ' || r == 0x7f || strings.ContainsRune(" ~^:?*[\\", r)
+	}); i >= 0 {
+		return fmt.Sprintf("it contains %q", name[i])
+	}
+	for _, part := range strings.Split(name, "/") {
+		if strings.HasPrefix(part, ".") || strings.HasSuffix(part, ".lock") {
+			return fmt.Sprintf("its component %q starts with '.' or ends with '.lock'", part)
+		}
+	}
+	return ""
+}
