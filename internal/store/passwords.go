@@ -88,10 +88,8 @@ func (j *hashJob) run(ctx context.Context, ws []config.Worker) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for _, w := range ws {
-		select {
-		case hashing <- struct{}{}:
-		case <-ctx.Done():
-			j.err = fmt.Errorf("hash worker passwords: %w", ctx.Err())
+		if err := acquireHashing(ctx); err != nil {
+			j.err = fmt.Errorf("hash worker passwords: %w", err)
 			return
 		}
 		wg.Go(func() {
@@ -101,6 +99,20 @@ func (j *hashJob) run(ctx context.Context, ws []config.Worker) {
 			j.hashes[w.Name] = h
 			mu.Unlock()
 		})
+	}
+}
+
+// acquireHashing takes a place among the Argon2id computations, unless
+// ctx ends first.
+func acquireHashing(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case hashing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
