@@ -71,7 +71,7 @@ func TestManyChangesAtOnceBuildOncePerCollapsingBuilder(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := e.service(false)
-	e.runOnce(s) // the cursors start at the newest change: none
+	e.runOnce(s) // no change yet
 	main := e.record("main", make([][]string, 100)...)
 	e.record("dev", nil, nil)
 	e.runOnce(s)

@@ -11,10 +11,6 @@ import (
 	"github.com/regent-ci/regent/internal/store"
 )
 
-// upstreamItem is the item of scheduler_state holding a dependent
-// scheduler's position among buildsets.
-const upstreamItem = "upstream"
-
 // dependentBatch is how many buildsets a dependent scheduler reads at a
 // time.
 const dependentBatch = 200
@@ -28,7 +24,7 @@ const dependentBatch = 200
 // is unique per scheduler and upstream buildset, so masters deciding at
 // once start it once.
 func (s *Service) runDependent(ctx context.Context, sc config.Scheduler) error {
-	pos, ok, err := s.cfg.Store.SchedulerPosition(ctx, sc.Name, upstreamItem)
+	pos, ok, err := s.cfg.Store.SchedulerPosition(ctx, sc.Name, store.UpstreamItem)
 	if err != nil {
 		return err
 	}
@@ -38,7 +34,7 @@ func (s *Service) runDependent(ctx context.Context, sc config.Scheduler) error {
 		if err != nil {
 			return err
 		}
-		return s.cfg.Store.SetSchedulerPosition(ctx, sc.Name, upstreamItem, newest)
+		return s.cfg.Store.SetSchedulerPosition(ctx, sc.Name, store.UpstreamItem, newest)
 	}
 	sets, err := s.cfg.Store.BuildsetOutcomes(ctx, pos, dependentBatch)
 	if err != nil {
@@ -61,7 +57,7 @@ func (s *Service) runDependent(ctx context.Context, sc config.Scheduler) error {
 		}
 	}
 	if decidedTo > pos {
-		return s.cfg.Store.SetSchedulerPosition(ctx, sc.Name, upstreamItem, decidedTo)
+		return s.cfg.Store.SetSchedulerPosition(ctx, sc.Name, store.UpstreamItem, decidedTo)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/regent-ci/regent/internal/build"
 	"github.com/regent-ci/regent/internal/config"
+	"github.com/regent-ci/regent/internal/store"
 )
 
 // A dependent scheduler starts its builders once every upstream build of
@@ -45,7 +46,7 @@ func TestDependentStartsAfterUpstreamSucceeds(t *testing.T) {
 		sets[0].Requests[0].Builder != "deploy" {
 		t.Fatalf("dependent buildsets = %+v, want one for %s only (not %s)", sets, good.Revision, bad.Revision)
 	}
-	pos, _, _ := e.store.SchedulerPosition(e.ctx, "after-tests", upstreamItem)
+	pos, _, _ := e.store.SchedulerPosition(e.ctx, "after-tests", store.UpstreamItem)
 	if newest, _ := e.store.NewestBuildset(e.ctx); pos != newest {
 		t.Fatalf("position %d, want every buildset decided (%d)", pos, newest)
 	}

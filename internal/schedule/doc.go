@@ -27,8 +27,15 @@
 //   - A cron or periodic scheduler stores its last run. A run that fell
 //     due while nobody owned the scheduler is made once when an owner
 //     comes back, however many were missed, and the next is computed from
-//     that run. A scheduler seen for the first time builds nothing until
-//     its first due time.
+//     that run.
+//
+// Every scheduler starts when the generation that adds it is applied, in
+// the apply's transaction, whenever a master first runs it: its change
+// cursor at the newest change, a timed scheduler's last run at the time
+// of the apply (so it builds nothing before its first due time after it),
+// a dependent scheduler's position at the newest buildset. A scheduler
+// that is removed loses that state, so adding it back adds a new
+// scheduler, which builds nothing of what happened while it was absent.
 //
 // Force and triggerable schedulers act on requests: [ForceProperties]
 // checks a forced build's properties against the force scheduler's typed

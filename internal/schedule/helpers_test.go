@@ -101,6 +101,21 @@ func (e *env) setRecordedAt(id int64, at time.Time) {
 	}
 }
 
+// setLastRun pretends timed scheduler name last ran at at, or was added
+// by a generation applied then: the time from which it counts its next
+// run.
+func (e *env) setLastRun(name string, at time.Time) {
+	e.t.Helper()
+	res, err := e.store.DB().ExecContext(e.ctx, `UPDATE scheduler_state SET last_run = $1
+		WHERE scheduler = $2 AND item = ''`, at.UnixMicro(), name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		e.t.Fatalf("scheduler %q has no last run to move", name)
+	}
+}
+
 // buildsets lists the buildsets of scheduler, oldest first, with their
 // requests.
 func (e *env) buildsets(scheduler string) []store.Buildset {

@@ -186,7 +186,8 @@ func (t *Timed) runClock(ctx context.Context) (time.Time, error) {
 		return now.Add(t.cfg.MaxWait), err
 	}
 	if last.IsZero() {
-		// First sight: count from now; nothing is built retroactively.
+		// The apply that adds a scheduler records it as having run then;
+		// one added before that rule counts from now.
 		_, _, err := t.cfg.Store.RecordRun(ctx, t.cfg.Fence, sc.Name, now, now, store.BuildsetInput{})
 		return t.next(now), err
 	}

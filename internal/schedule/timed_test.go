@@ -26,7 +26,7 @@ func TestTreeStableTimerSurvivesTheOwnersReplacement(t *testing.T) {
 	t0 := time.Now().Truncate(time.Second)
 	c := newClock(t0)
 	first := e.timed("stable", e.fence("stable", 1), c)
-	if _, err := first.RunOnce(e.ctx); err != nil { // the cursor starts here
+	if _, err := first.RunOnce(e.ctx); err != nil { // nothing to do yet
 		t.Fatal(err)
 	}
 
@@ -113,6 +113,7 @@ func TestPeriodicRunsMissedRunsOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, periodicState())
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	e.setLastRun("every5s", t0)
 	c := newClock(t0)
 	p := e.timed("every5s", e.fence("every5s", 1), c)
 	at := func(d time.Duration) time.Time {
@@ -125,10 +126,10 @@ func TestPeriodicRunsMissedRunsOnce(t *testing.T) {
 		return next
 	}
 	if next := at(0); !next.Equal(t0.Add(5 * time.Second)) {
-		t.Fatalf("first sight: next %v, want in 5s", next)
+		t.Fatalf("at the apply: next %v, want in 5s", next)
 	}
 	if n := len(e.buildsets("every5s")); n != 0 {
-		t.Fatalf("a buildset at first sight")
+		t.Fatalf("a buildset before the first due time")
 	}
 	at(5 * time.Second)
 	at(6 * time.Second)
@@ -158,6 +159,7 @@ func TestCronRunsMissedRunsOnceInItsTimeZone(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, periodicState())
 	t0 := time.Date(2024, 1, 10, 0, 0, 0, 0, time.UTC)
+	e.setLastRun("nightly", t0)
 	c := newClock(t0)
 	n := e.timed("nightly", e.fence("nightly", 1), c)
 	next, err := n.RunOnce(e.ctx)

@@ -8,8 +8,10 @@ import (
 )
 
 // SchedulerCursor returns the id of the last change a scheduler has
-// considered. A scheduler seen for the first time starts at the newest
-// change, so that adding a scheduler does not build history.
+// considered. The apply that adds a scheduler starts its cursor at the
+// newest change (see reconciler.schedulers); a scheduler without one,
+// added before cursors were started at the apply, starts at the newest
+// change now.
 func (s *Store) SchedulerCursor(ctx context.Context, scheduler string) (int64, error) {
 	var id int64
 	err := s.db.QueryRowContext(ctx, `SELECT last_change FROM scheduler_cursors

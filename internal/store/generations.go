@@ -116,7 +116,7 @@ func (s *Store) ApplyFenced(ctx context.Context, st *config.State, source, appli
 		if _, err := r.entities(ctx, reposTable, enc.rows.repos); err != nil {
 			return err
 		}
-		if _, err := r.entities(ctx, schedulersTable, enc.rows.schedulers); err != nil {
+		if err := r.schedulers(ctx, enc.rows.schedulers, s.nowSQL(), stamp); err != nil {
 			return err
 		}
 		res = ApplyResult{Generation: g, Created: true,

@@ -261,14 +261,32 @@ func byID(m map[string]activeRow) []activeRow {
 	return out
 }
 
-// entities reconciles table with want: an unchanged row is left alone, a
+// entities reconciles table with want and returns the active rows it
+// retired, as reconcile does.
+func (r *reconciler) entities(ctx context.Context, t entityTable, want []entityRow) ([]activeRow, error) {
+	ch, err := r.reconcile(ctx, t, want)
+	return ch.gone, err
+}
+
+// entityChanges is what reconciling a table did beyond updating rows in
+// place.
+type entityChanges struct {
+	// added are the names that were not active: new, or brought back
+	// from retirement.
+	added []string
+	// gone are the active rows no longer wanted, now retired.
+	gone []activeRow
+}
+
+// reconcile reconciles table with want: an unchanged row is left alone, a
 // changed or renamed one updated in place, a returning name brings back
 // its most recently retired row, and the rest are inserted. Active rows
-// no longer wanted are retired and returned.
-func (r *reconciler) entities(ctx context.Context, t entityTable, want []entityRow) ([]activeRow, error) {
+// no longer wanted are retired.
+func (r *reconciler) reconcile(ctx context.Context, t entityTable, want []entityRow) (entityChanges, error) {
+	var ch entityChanges
 	have, err := r.active(ctx, t.name)
 	if err != nil {
-		return nil, err
+		return ch, err
 	}
 	wanted := make(map[string]bool, len(want))
 	for _, e := range want {
@@ -287,27 +305,28 @@ func (r *reconciler) entities(ctx context.Context, t entityTable, want []entityR
 			updates = append(updates, rowUpdate{id: prev.id, row: e})
 		} else {
 			fresh = append(fresh, e)
+			ch.added = append(ch.added, e.name)
 		}
 	}
 	inserts, revived, err := splitRevived(ctx, r, t.name, fresh, func(e entityRow) string { return e.name })
 	if err != nil {
-		return nil, err
+		return ch, err
 	}
 	for id, e := range revived {
 		updates = append(updates, rowUpdate{id: id, row: e})
 	}
 	if err := r.update(ctx, t, updates); err != nil {
-		return nil, err
+		return ch, err
 	}
 	values := make([][]any, len(inserts))
 	for i, e := range inserts {
 		values[i] = append([]any{e.name}, e.values...)
 	}
 	if err := r.insert(ctx, t.name, append([]string{"name"}, t.cols...), values); err != nil {
-		return nil, err
+		return ch, err
 	}
-	gone := byID(have)
-	return gone, r.retire(ctx, t.name, gone)
+	ch.gone = byID(have)
+	return ch, r.retire(ctx, t.name, ch.gone)
 }
 
 // splitRevived splits rows not active in table into those to insert and,

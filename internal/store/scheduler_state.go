@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/regent-ci/regent/internal/config"
 )
 
 // The durable state of schedulers beyond their change cursors, in
@@ -13,6 +16,10 @@ import (
 // scheduler's last run; "branch:NAME" a tree-stable timer waiting on
 // branch NAME (next_run is its deadline, change_id the newest change it
 // will build); "upstream" the position of a dependent scheduler.
+
+// UpstreamItem is the item of scheduler_state holding a dependent
+// scheduler's position among buildsets.
+const UpstreamItem = "upstream"
 
 // timerItem is the item of the tree-stable timer of branch.
 func timerItem(branch string) string { return "branch:" + branch }
@@ -207,6 +214,76 @@ func (s *Store) NewestBuildset(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("find newest buildset: %w", err)
 	}
 	return id.Int64, nil
+}
+
+// schedulers reconciles the schedulers of an apply and their durable
+// state. A scheduler the generation adds, new or back from retirement, is
+// a new scheduler and starts at the apply, in its transaction: its change
+// cursor at the newest change, a timed scheduler's last run at the
+// database's time, a dependent scheduler's position at the newest
+// buildset. So it considers everything recorded after the apply, however
+// late a master first runs it, and nothing recorded before, even while it
+// was retired. A retired scheduler's state is dropped; one kept across
+// generations keeps its own, and gets what it lacks when its kind
+// changes. Schedulers cannot be renamed.
+func (r *reconciler) schedulers(ctx context.Context, want []entityRow, nowSQL string, stamp fenceStamp) error {
+	ch, err := r.reconcile(ctx, schedulersTable, want)
+	if err != nil {
+		return err
+	}
+	ended := slices.Clone(ch.added)
+	for _, a := range ch.gone {
+		ended = append(ended, a.name)
+	}
+	for chunk := range slices.Chunk(ended, batchIDs) {
+		args := make([]any, len(chunk))
+		for i, n := range chunk {
+			args[i] = n
+		}
+		for _, table := range []string{"scheduler_cursors", "scheduler_state"} {
+			_, err := r.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE scheduler IN (`+
+				placeholders(1, len(chunk))+`)`, args...)
+			if err != nil {
+				return fmt.Errorf("drop the state of %d schedulers: %w", len(chunk), err)
+			}
+		}
+	}
+
+	// Start the schedulers this generation wrote, where they have no
+	// state yet. The WHERE clauses also keep SQLite from reading ON
+	// CONFLICT as a join.
+	starts := []string{
+		`INSERT INTO scheduler_cursors (scheduler, last_change)
+			SELECT name, (SELECT coalesce(max(id), 0) FROM changes) FROM schedulers
+			WHERE updated_generation = $1 AND retired_generation IS NULL AND kind IN ($2, $3)
+			ON CONFLICT (scheduler) DO NOTHING`,
+		`INSERT INTO scheduler_state (scheduler, item, last_run, updated_at, fence_service,
+			fence_token, fenced_at)
+			SELECT name, '', ` + nowSQL + `, ` + nowSQL + `, CAST($4 AS TEXT), CAST($5 AS BIGINT),
+			CAST($6 AS BIGINT) FROM schedulers
+			WHERE updated_generation = $1 AND retired_generation IS NULL AND kind IN ($2, $3)
+			ON CONFLICT (scheduler, item) DO NOTHING`,
+		`INSERT INTO scheduler_state (scheduler, item, position, updated_at, fence_service,
+			fence_token, fenced_at)
+			SELECT name, CAST($2 AS TEXT), (SELECT coalesce(max(id), 0) FROM buildsets), ` + nowSQL + `,
+			CAST($4 AS TEXT), CAST($5 AS BIGINT), CAST($6 AS BIGINT) FROM schedulers WHERE updated_generation = $1 AND retired_generation IS NULL AND kind = $3
+			ON CONFLICT (scheduler, item) DO NOTHING`,
+	}
+	kinds := [][2]string{
+		{config.SchedulerBranch, config.SchedulerAnyBranch},
+		{config.SchedulerCron, config.SchedulerPeriodic},
+		{UpstreamItem, config.SchedulerDependent},
+	}
+	for i, q := range starts {
+		args := []any{r.gen, kinds[i][0], kinds[i][1]}
+		if i > 0 {
+			args = append(args, stamp.service, stamp.token, stamp.at)
+		}
+		if _, err := r.tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("start the schedulers of generation %d: %w", r.gen, err)
+		}
+	}
+	return nil
 }
 
 // setCursor moves a scheduler's change cursor forward to id within tx.
