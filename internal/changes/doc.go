@@ -31,7 +31,9 @@
 // The new heads and the changes are recorded in one transaction, and a
 // change is recorded once per repository, branch and revision, so that
 // several pollers, a retried poll and a webhook reporting the same commit
-// make one change between them.
+// make one change between them; whichever reports it later fills in the
+// author, comments or files that the recorded change lacks, and replaces
+// none that it has.
 //
 // A repository behind credentials names a secret holding "USER:PASSWORD"
 // or a token; each poll reads it from the secret provider and hands it to

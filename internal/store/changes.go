@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -56,7 +58,9 @@ func (s *Store) RepoHeads(ctx context.Context, repo string) (map[string]string, 
 // RecordPoll stores the outcome of one poll of the repository named repo,
 // in one transaction: the recorded heads become exactly heads (refs
 // missing from it are forgotten), and each change is inserted unless the
-// same revision of the same branch of the repository is already recorded.
+// same revision of the same branch of the repository is already recorded,
+// in which case the recorded change gets the details it lacks (author,
+// comments, files) from it.
 // It returns the changes that were new, with their ids and creation
 // times, in the order given. However many pollers or retries record the
 // same commit, it is recorded once.
@@ -85,15 +89,8 @@ func (s *Store) RecordFencedPoll(ctx context.Context, f Fence, repo string, head
 		if err := replaceHeads(ctx, tx, repo, heads, now); err != nil {
 			return err
 		}
-		for _, c := range changes {
-			c.Repository = repo
-			stored, isNew, err := insertChange(ctx, tx, c, now, stamp)
-			if err != nil {
-				return err
-			}
-			if isNew {
-				added = append(added, stored)
-			}
+		if added, err = recordChanges(ctx, tx, repo, changes, now, stamp); err != nil {
+			return err
 		}
 		if len(added) > 0 {
 			return s.notify(ctx, tx, TopicChange)
@@ -165,6 +162,85 @@ func replaceHeads(ctx context.Context, tx *sql.Tx, repo string, heads map[string
 	return nil
 }
 
+// recordChanges records changes of repo, in order, each unless the same
+// revision of the same branch is already recorded, and returns those that
+// were new. A change already recorded gets the details it lacks (author,
+// comments, files) from the one given, as when a webhook that described
+// nothing came first and a poll brings the commit's details.
+func recordChanges(ctx context.Context, tx *sql.Tx, repo string, changes []Change, now time.Time,
+	stamp fenceStamp) ([]Change, error) {
+	var added, known []Change
+	for _, c := range changes {
+		c.Repository = repo
+		stored, isNew, err := insertChange(ctx, tx, c, now, stamp)
+		if err != nil {
+			return nil, err
+		}
+		if isNew {
+			added = append(added, stored)
+		} else {
+			known = append(known, c)
+		}
+	}
+	// Filling in locks the row of a change that another poll or delivery
+	// may be filling in too, and two of them may list the commits of a
+	// merge in different orders: taking the locks in one order keeps them
+	// from deadlocking.
+	slices.SortFunc(known, func(a, b Change) int {
+		return cmp.Or(cmp.Compare(a.Branch, b.Branch), cmp.Compare(a.Revision, b.Revision))
+	})
+	for _, c := range known {
+		if _, _, err := fillChange(ctx, tx, c); err != nil {
+			return nil, err
+		}
+	}
+	return added, nil
+}
+
+// fillChange gives the recorded change of c's repository, branch and
+// revision the details it lacks and c has: an empty author, comments or
+// list of files is filled in, one already recorded is never replaced. It
+// returns the change as stored afterwards and whether anything was filled
+// in. The change keeps the fence it was first written under; a fenced
+// writer has checked its fence in the same transaction.
+func fillChange(ctx context.Context, tx *sql.Tx, c Change) (Change, bool, error) {
+	files, err := json.Marshal(nonNil(c.Files))
+	if err != nil {
+		return Change{}, false, fmt.Errorf("encode files of change %s: %w", c.Revision, err)
+	}
+	args := []any{c.Repository, c.Branch, c.Revision}
+	var sets, gaps []string
+	fill := func(column, empty string, value any) {
+		args = append(args, value)
+		sets = append(sets, fmt.Sprintf("%s = CASE WHEN %s = %s THEN $%d ELSE %s END",
+			column, column, empty, len(args), column))
+		gaps = append(gaps, column+" = "+empty)
+	}
+	if c.Author != "" {
+		fill("author", "''", c.Author)
+	}
+	if c.Comments != "" {
+		fill("comments", "''", c.Comments)
+	}
+	if len(c.Files) > 0 {
+		fill("files", "'[]'", string(files))
+	}
+	if len(sets) == 0 {
+		return Change{}, false, nil
+	}
+	row := tx.QueryRowContext(ctx, `UPDATE changes SET `+strings.Join(sets, ", ")+`
+		WHERE repository = $1 AND branch = $2 AND revision = $3
+		AND (`+strings.Join(gaps, " OR ")+`) RETURNING `+changeColumns, args...)
+	stored, err := scanChange(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Change{}, false, nil
+	}
+	if err != nil {
+		return Change{}, false, fmt.Errorf("fill in details of change %s on %s: %w", c.Revision, c.Branch, err)
+	}
+	return stored, true, nil
+}
+
 // insertChange inserts c, stamped with the fence it is written under,
 // unless its (repository, branch, revision) is already recorded. It
 // returns the stored change and whether it is new; an existing change is
@@ -212,7 +288,8 @@ func insertChange(ctx context.Context, tx *sql.Tx, c Change, now time.Time, stam
 // AddChange records one change, as a webhook delivery reports it. It
 // returns the stored change and true when it is new; when the same
 // revision of the same branch of the repository is already recorded, it
-// returns that change and false, and nothing is written.
+// returns that change and false, having filled in the details it lacked
+// and c has (author, comments, files), and written nothing else.
 func (s *Store) AddChange(ctx context.Context, c Change) (Change, bool, error) {
 	if err := validChange(c); err != nil {
 		return Change{}, false, fmt.Errorf("add change: %w", err)
@@ -225,6 +302,13 @@ func (s *Store) AddChange(ctx context.Context, c Change) (Change, bool, error) {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var err error
 		out, isNew, err = insertChange(ctx, tx, c, time.Now(), fenceStamp{})
+		if err != nil || isNew {
+			return err
+		}
+		filled, ok, err := fillChange(ctx, tx, c)
+		if ok {
+			out = filled
+		}
 		return err
 	})
 	if err != nil {

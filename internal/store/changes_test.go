@@ -201,6 +201,53 @@ func TestAddChangeIsIdempotent(t *testing.T) {
 	})
 }
 
+// A change recorded without author, comments or files gets them from a
+// later poll, delivery or AddChange of the same commit; details already
+// recorded are never replaced, and no second change is made.
+func TestKnownChangeGetsOnlyTheDetailsItLacks(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		bare := store.Change{Repository: "app", Branch: "main", Revision: "r1", Files: []string{},
+			When: time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)}
+		first, isNew, err := s.AddChange(ctx, bare)
+		if err != nil || !isNew {
+			t.Fatalf("AddChange = %v, %v", isNew, err)
+		}
+
+		// A delivery says who made it, nothing else.
+		withAuthor := bare
+		withAuthor.Author = "Ada <ada@example.com>"
+		added, dup, err := s.RecordDelivery(ctx, store.Delivery{Source: "generic", Repository: "app",
+			Ref: "refs/heads/main", OldRevision: "r0", NewRevision: "r1"}, []store.Change{withAuthor})
+		if err != nil || dup || len(added) != 0 {
+			t.Fatalf("RecordDelivery = %v, %v, %v", added, dup, err)
+		}
+		// A poll knows everything, the author differently.
+		polled := testChange("main", "r1")
+		polled.Author = "Somebody Else <else@example.com>"
+		added, err = s.RecordPoll(ctx, "app", map[string]string{"refs/heads/main": "r1"},
+			[]store.Change{polled})
+		if err != nil || len(added) != 0 {
+			t.Fatalf("RecordPoll = %v, %v", added, err)
+		}
+
+		want := first
+		want.Author, want.Comments, want.Files = withAuthor.Author, polled.Comments, polled.Files
+		all, err := s.Changes(ctx, store.ListOptions{})
+		if err != nil || len(all) != 1 || !reflect.DeepEqual(all[0], want) {
+			t.Fatalf("changes = %+v, %v; want only %+v", all, err, want)
+		}
+
+		// AddChange answers the change as filled in, and replaces nothing.
+		other := testChange("main", "r1")
+		other.Repository, other.Comments = "app", "something else"
+		got, isNew, err := s.AddChange(ctx, other)
+		if err != nil || isNew || !reflect.DeepEqual(got, want) {
+			t.Fatalf("AddChange of a known change = %+v, %v, %v; want %+v", got, isNew, err, want)
+		}
+	})
+}
+
 func TestChangesPagesNewestFirst(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()

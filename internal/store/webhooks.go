@@ -32,7 +32,8 @@ type Delivery struct {
 // duplicate records nothing and duplicate is true, whether the earlier
 // delivery is still being recorded by another master or was recorded long
 // ago. Changes are recorded once per repository, branch and revision, as
-// with polls. New changes wake every master's schedulers.
+// with polls, and one recorded already gets the details it lacks. New
+// changes wake every master's schedulers.
 func (s *Store) RecordDelivery(ctx context.Context, d Delivery, changes []Change) (
 	added []Change, duplicate bool, err error) {
 	if d.Source == "" || d.Repository == "" || d.Ref == "" || d.NewRevision == "" {
@@ -59,15 +60,8 @@ func (s *Store) RecordDelivery(ctx context.Context, d Delivery, changes []Change
 		if err != nil {
 			return fmt.Errorf("insert delivery: %w", err)
 		}
-		for _, c := range changes {
-			c.Repository = d.Repository
-			stored, isNew, err := insertChange(ctx, tx, c, now, fenceStamp{})
-			if err != nil {
-				return err
-			}
-			if isNew {
-				added = append(added, stored)
-			}
+		if added, err = recordChanges(ctx, tx, d.Repository, changes, now, fenceStamp{}); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET changes = $1 WHERE id = $2`,
 			len(added), id); err != nil {
