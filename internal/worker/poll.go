@@ -219,7 +219,9 @@ func (w *Worker) apply(ctx context.Context, resp workerapi.PollResponse) bool {
 		w.mu.Unlock()
 		switch {
 		case dup:
-			w.log.Warn("the master handed out a build that runs here already; ignoring it",
+			// A master offers a build again when a report made before the
+			// build arrived lacks it.
+			w.log.Info("the master offered again a build that runs here already; ignoring it",
 				"build_id", a.BuildID)
 			continue
 		case full:

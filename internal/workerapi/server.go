@@ -222,15 +222,24 @@ func (s *Server) ended(w http.ResponseWriter, sess store.Session) {
 	writeError(w, http.StatusUnauthorized, "session ended: "+sess.Reason+"; log in again")
 }
 
+// handoutGrace is how long a build handed to a worker may go unreported
+// in its polls: meanwhile it is offered again, in case the answer that
+// carried it was lost; after, it is ended as lost.
+const handoutGrace = 15 * time.Second
+
 func (s *Server) poll(w http.ResponseWriter, r *http.Request, sess store.Session) {
 	var req PollRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, "poll body: "+err.Error())
 		return
 	}
+	// Builds handed out before this moment, less a margin for the time the
+	// request took to come and for clocks of masters that differ a
+	// little, should be in the worker's report.
+	reported := time.Now().Add(-time.Second)
 	ctx := r.Context()
 	round, cancel := s.dbCtx(ctx)
-	err := s.cfg.Store.ReconcileRunning(round, sess.ID, req.Running, 15*time.Second)
+	err := s.cfg.Store.ReconcileRunning(round, sess.ID, req.Running, handoutGrace)
 	cancel()
 	if err != nil {
 		s.internal(w, "reconcile running builds", err)
@@ -241,7 +250,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, sess store.Session
 	for {
 		wake := s.cfg.Wake.C()
 		round, cancel := s.dbCtx(ctx)
-		resp, err := s.pollOnce(round, sess, req)
+		resp, err := s.pollOnce(round, sess, req, reported)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -272,10 +281,13 @@ type pollAnswer struct {
 	news bool
 }
 
-// pollOnce records the heartbeat and looks for orders and work. Every
+// pollOnce records the heartbeat and looks for orders and work: builds
+// handed out before that the worker's report lacks (see
+// store.Unreceived), then new ones up to its capacity. Every
 // answer repeats the session's pending cancel orders, but only orders not
 // sent yet (or not for a while) count as news that ends a held poll.
-func (s *Server) pollOnce(ctx context.Context, sess store.Session, req PollRequest) (pollAnswer, error) {
+func (s *Server) pollOnce(ctx context.Context, sess store.Session, req PollRequest,
+	reported time.Time) (pollAnswer, error) {
 	cur, err := s.cfg.Store.SessionByID(ctx, sess.ID)
 	if err != nil {
 		return pollAnswer{}, err
@@ -294,13 +306,26 @@ func (s *Server) pollOnce(ctx context.Context, sess store.Session, req PollReque
 	if resp.news = s.cancels.fresh(cancel); resp.news || req.Capacity <= 0 {
 		return resp, nil
 	}
-	claimed, err := s.cfg.Store.Claim(ctx, sess, s.cfg.Master, req.Capacity)
+	claimed, err := s.cfg.Store.Unreceived(ctx, sess.ID, req.Running, reported, handoutGrace)
 	if err != nil {
 		return pollAnswer{}, err
 	}
 	for _, c := range claimed {
-		s.log.Info("build dispatched", "build", c.Build.ID, "builder", c.Build.Builder,
-			"number", c.Build.Number, "worker", sess.WorkerName)
+		s.log.Info("build offered again: the worker does not report it", "build", c.Build.ID,
+			"builder", c.Build.Builder, "number", c.Build.Number, "worker", sess.WorkerName)
+	}
+	if capacity := req.Capacity - len(claimed); capacity > 0 {
+		fresh, err := s.cfg.Store.Claim(ctx, sess, s.cfg.Master, capacity)
+		if err != nil {
+			return pollAnswer{}, err
+		}
+		for _, c := range fresh {
+			s.log.Info("build dispatched", "build", c.Build.ID, "builder", c.Build.Builder,
+				"number", c.Build.Number, "worker", sess.WorkerName)
+		}
+		claimed = append(claimed, fresh...)
+	}
+	for _, c := range claimed {
 		resp.Builds = append(resp.Builds, Assignment{BuildID: c.Build.ID, Builder: c.Build.Builder,
 			Number: c.Build.Number, AttemptToken: c.AttemptToken, Properties: c.Build.Properties,
 			Env: c.Env, SecretEnv: c.SecretEnv, Steps: c.Steps, CleanWorkspace: c.Clean,

@@ -224,3 +224,46 @@ func TestStepLocksAndLogLimitThroughTheAPI(t *testing.T) {
 		t.Fatalf("append past the limit: status %d, want 413", code)
 	}
 }
+
+// A build whose hand-out answer never reached the worker is offered again,
+// the same build with the same attempt token, on the worker's next poll
+// that lacks it, instead of waiting to be declared lost and retried; a
+// build the worker reports, or has started a step of, is not.
+func TestLostHandOutIsOfferedAgain(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, workerapi.ServerConfig{PollTimeout: 300 * time.Millisecond, Recheck: 50 * time.Millisecond})
+	f.force("slow")
+	first, _ := f.poll(nil, 1)
+	if len(first.Builds) != 1 {
+		t.Fatalf("poll handed out %d builds, want 1", len(first.Builds))
+	}
+	a := first.Builds[0]
+
+	// The answer is lost: the worker polls again without the build, once
+	// the margin for a report made before the hand-out has passed.
+	time.Sleep(1100 * time.Millisecond)
+	f.force("slow")
+	again, _ := f.poll(nil, 2)
+	if len(again.Builds) != 2 {
+		t.Fatalf("the next poll handed out %+v; want the lost build again and a new one", again.Builds)
+	}
+	if got := again.Builds[0]; got.BuildID != a.BuildID || got.AttemptToken != a.AttemptToken ||
+		got.Number != a.Number || len(got.Steps) != len(a.Steps) {
+		t.Fatalf("offered again: build %d #%d token %q; want build %d #%d with its token", got.BuildID,
+			got.Number, got.AttemptToken, a.BuildID, a.Number)
+	}
+	b := again.Builds[1]
+	if b.BuildID == a.BuildID {
+		t.Fatal("the second force did not make a new build")
+	}
+
+	// Reported running, or started, a build is not offered again.
+	if err := f.store.StartStep(context.Background(), b.BuildID, b.AttemptToken, 1, "sleep"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if resp, _ := f.poll([]int64{a.BuildID}, 1); len(resp.Builds) != 0 {
+		t.Fatalf("a poll reporting build %d, whose sibling %d has started a step, handed out %+v",
+			a.BuildID, b.BuildID, resp.Builds)
+	}
+}
