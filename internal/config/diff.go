@@ -38,6 +38,9 @@ type Rename struct {
 	From, To string
 	// Fields are the fields that change as well, as in Change.
 	Fields []string
+	// Retired is set when From is not in the old state but was retired
+	// before it: the new object brings its history back.
+	Retired bool
 }
 
 // Change is an object whose content differs between the states.
@@ -49,13 +52,17 @@ type Change struct {
 	Fields []string
 }
 
-// DiffOptions tunes Diff.
+// DiffOptions tunes Diff with what only the store knows.
 type DiffOptions struct {
 	// PasswordChanged reports whether the password of a worker present
 	// in both states changed. A state read back from the store has no
 	// passwords, so only the store can tell; without this function
 	// passwords are compared only when both states hold them.
 	PasswordChanged func(worker string) bool
+	// Revived maps a builder of the new state to the retired builder
+	// whose history it takes over, one of its previous_names that the old
+	// state does not have.
+	Revived map[string]string
 }
 
 // Diff returns what applying new over old changes. A nil state is empty.
@@ -71,59 +78,81 @@ func DiffWith(old, new *State, opts DiffOptions) Plan {
 	}
 	old, new = withoutPositions(old), withoutPositions(new)
 	var p Plan
-	p.Repos = diffKind(old.Repos, new.Repos, func(r Repo) string { return r.Name }, nil, nil)
-	p.Locks = diffKind(old.Locks, new.Locks, func(l Lock) string { return l.Name }, nil, nil)
-	p.Schedulers = diffKind(old.Schedulers, new.Schedulers, func(s Scheduler) string { return s.Name }, nil, nil)
-	p.Builders = diffKind(old.Builders, new.Builders, func(b Builder) string { return b.Name },
-		func(b Builder) []string { return b.PreviousNames }, nil)
-	p.Workers = diffKind(old.Workers, new.Workers, func(w Worker) string { return w.Name }, nil,
-		func(o, n Worker) bool {
+	p.Repos = diffKind(old.Repos, new.Repos, kindRules[Repo]{name: func(r Repo) string { return r.Name }})
+	p.Locks = diffKind(old.Locks, new.Locks, kindRules[Lock]{name: func(l Lock) string { return l.Name }})
+	p.Schedulers = diffKind(old.Schedulers, new.Schedulers,
+		kindRules[Scheduler]{name: func(s Scheduler) string { return s.Name }})
+	p.Builders = diffKind(old.Builders, new.Builders, kindRules[Builder]{
+		name:     func(b Builder) string { return b.Name },
+		previous: func(b Builder) []string { return b.PreviousNames },
+		revived:  opts.Revived,
+	})
+	p.Workers = diffKind(old.Workers, new.Workers, kindRules[Worker]{
+		name: func(w Worker) string { return w.Name },
+		password: func(o, n Worker) bool {
 			if opts.PasswordChanged != nil {
 				return opts.PasswordChanged(n.Name)
 			}
 			return o.Password != "" && n.Password != "" && o.Password != n.Password
-		})
+		},
+	})
 	return p
 }
 
-// diffKind compares the objects of one kind. previous, when set, gives an
-// object's previous names; password, when set, says whether its password
-// changed.
-func diffKind[T any](old, new []T, name func(T) string, previous func(T) []string,
-	password func(o, n T) bool) KindPlan {
+// kindRules say how diffKind tells the objects of one kind apart.
+type kindRules[T any] struct {
+	name func(T) string
+	// previous, when set, gives an object's previous names.
+	previous func(T) []string
+	// revived maps an object to the retired name whose history it takes
+	// over.
+	revived map[string]string
+	// password, when set, says whether an object's password changed.
+	password func(o, n T) bool
+}
+
+// diffKind compares the objects of one kind.
+func diffKind[T any](old, new []T, k kindRules[T]) KindPlan {
 	var p KindPlan
 	oldBy := map[string]T{}
 	for _, o := range old {
-		oldBy[name(o)] = o
+		oldBy[k.name(o)] = o
 	}
 	newBy := map[string]bool{}
 	for _, n := range new {
-		newBy[name(n)] = true
+		newBy[k.name(n)] = true
 	}
 	taken := map[string]bool{} // old names whose history moves to a new object
 	for _, n := range new {
-		o, ok := oldBy[name(n)]
+		name := k.name(n)
+		o, ok := oldBy[name]
 		if ok {
-			if fields := changedFields(o, n, password); len(fields) > 0 {
-				p.Changed = append(p.Changed, Change{Name: name(n), Fields: fields})
+			if fields := changedFields(o, n, k.password); len(fields) > 0 {
+				p.Changed = append(p.Changed, Change{Name: name, Fields: fields})
 			}
 			continue
 		}
-		if from, ok := renamedFrom(n, previous, oldBy, newBy, taken); ok {
+		if from, ok := renamedFrom(n, k.previous, oldBy, newBy, taken); ok {
 			taken[from] = true
-			fields := changedFields(oldBy[from], n, password)
+			fields := changedFields(oldBy[from], n, k.password)
 			fields = slices.DeleteFunc(fields, func(f string) bool { return f == "previous_names" })
 			if len(fields) == 0 {
 				fields = nil
 			}
-			p.Renamed = append(p.Renamed, Rename{From: from, To: name(n), Fields: fields})
+			p.Renamed = append(p.Renamed, Rename{From: from, To: name, Fields: fields})
 			continue
 		}
-		p.Added = append(p.Added, name(n))
+		if from, ok := k.revived[name]; ok && !newBy[from] {
+			if _, active := oldBy[from]; !active {
+				p.Renamed = append(p.Renamed, Rename{From: from, To: name, Retired: true})
+				continue
+			}
+		}
+		p.Added = append(p.Added, name)
 	}
 	for _, o := range old {
-		if !newBy[name(o)] && !taken[name(o)] {
-			p.Removed = append(p.Removed, name(o))
+		if !newBy[k.name(o)] && !taken[k.name(o)] {
+			p.Removed = append(p.Removed, k.name(o))
 		}
 	}
 	slices.Sort(p.Added)
@@ -206,13 +235,10 @@ func (p Plan) kinds() []kindPlan {
 	}
 }
 
-// String renders the plan one object per line, then a summary:
-//
-//   - builder lint
-//     ~ builder unit: env, steps
-//     > builder unit -> unit-tests
-//   - worker old-box
-//     Plan: 1 to add, 1 to change, 1 to rename, 1 to remove.
+// String renders the plan one object per line, marked "+" when added,
+// "~" when changed (with the fields), ">" when renamed (from a name that
+// was retired before, "(retired)") and "-" when removed, then a summary
+// such as "Plan: 1 to add, 2 to change, 1 to rename, 1 to remove.".
 func (p Plan) String() string {
 	if p.Empty() {
 		return "No changes.\n"
@@ -227,7 +253,11 @@ func (p Plan) String() string {
 			fmt.Fprintf(&b, "~ %s %s: %s\n", k.kind, c.Name, strings.Join(c.Fields, ", "))
 		}
 		for _, r := range k.plan.Renamed {
-			fmt.Fprintf(&b, "> %s %s -> %s", k.kind, r.From, r.To)
+			retired := ""
+			if r.Retired {
+				retired = " (retired)"
+			}
+			fmt.Fprintf(&b, "> %s %s%s -> %s", k.kind, r.From, retired, r.To)
 			if len(r.Fields) > 0 {
 				fmt.Fprintf(&b, ": %s", strings.Join(r.Fields, ", "))
 			}

@@ -84,6 +84,23 @@ Plan: 0 to add, 2 to change, 0 to rename, 1 to remove.
 `},
 		{"password seen by the store", base, base, DiffOptions{PasswordChanged: func(w string) bool { return w == "w1" }},
 			"~ worker w1: password\nPlan: 0 to add, 1 to change, 0 to rename, 0 to remove.\n"},
+		// A previous name that the store has retired: the history is
+		// brought back under the new name.
+		{"previous name of a retired builder", prelude + `builder("unit", [w1], [step.shell("make test")])
+`, prelude + `builder("unit", [w1], [step.shell("make test")])
+builder("deploy2", [w1], [step.shell("make deploy")], previous_names = ["gone", "deploy"])
+`, DiffOptions{Revived: map[string]string{"deploy2": "deploy"}}, `> builder deploy (retired) -> deploy2
+Plan: 0 to add, 0 to change, 1 to rename, 0 to remove.
+`},
+		// A previous name still active wins over a retired one.
+		{"previous name active and another retired", base, prelude + `lock("db")
+builder("unit-tests", [w1], [step.git(app), step.shell("make test")], env = {"A": "1"}, previous_names = ["old", "unit"])
+builder("lint", [w1], [step.shell("make lint")])
+scheduler.branch("main", app, "main", ["unit-tests", "lint"])
+`, DiffOptions{Revived: map[string]string{"unit-tests": "old"}}, `> builder unit -> unit-tests
+~ scheduler main: builders
+Plan: 0 to add, 1 to change, 1 to rename, 0 to remove.
+`},
 		{"password in both states", base, `app = git_repo("app", "https://example.com/app.git")
 w1 = worker("w1", "new password")
 ` + base[len(prelude):], DiffOptions{}, "~ worker w1: password\nPlan: 0 to add, 1 to change, 0 to rename, 0 to remove.\n"},

@@ -119,6 +119,9 @@ func (s *Store) ApplyFenced(ctx context.Context, st *config.State, source, appli
 		if err := r.schedulers(ctx, enc.rows.schedulers, s.nowSQL(), stamp); err != nil {
 			return err
 		}
+		if err := r.recordLineage(ctx); err != nil {
+			return err
+		}
 		res = ApplyResult{Generation: g, Created: true,
 			CancelledRequests: r.cancelled, RevokedSessions: r.revoked}
 		return s.notify(ctx, tx, TopicGeneration)

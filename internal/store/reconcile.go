@@ -106,6 +106,12 @@ type reconciler struct {
 	stmts     map[string]*sql.Stmt
 	cancelled int
 	revoked   int
+	// revived maps each builder that took over a retired builder's
+	// history through its previous names to that builder's name.
+	revived map[string]string
+	// passwordsStored are the workers whose password the apply stored:
+	// new, changed, or back from retirement.
+	passwordsStored []string
 }
 
 // batchRows is the most rows one INSERT carries, and batchIDs the most
@@ -165,17 +171,17 @@ func (r *reconciler) active(ctx context.Context, table string) (map[string]activ
 	return out, rows.Err()
 }
 
-// retired returns, for those of names that table has retired rows of,
-// the id of the most recently retired one: the row a returning name
+// retiredRows returns, for those of names that table has retired rows
+// of, the id of the most recently retired one: the row a returning name
 // brings back, with its history.
-func (r *reconciler) retired(ctx context.Context, table string, names []string) (map[string]int64, error) {
+func retiredRows(ctx context.Context, q querier, table string, names []string) (map[string]int64, error) {
 	out := map[string]int64{}
 	for chunk := range slices.Chunk(names, batchIDs) {
 		args := make([]any, len(chunk))
 		for i, n := range chunk {
 			args[i] = n
 		}
-		rows, err := r.tx.QueryContext(ctx, `SELECT id, name FROM `+table+` WHERE retired_generation
+		rows, err := q.QueryContext(ctx, `SELECT id, name FROM `+table+` WHERE retired_generation
 			IS NOT NULL AND name IN (`+placeholders(1, len(chunk))+`)
 			ORDER BY retired_generation DESC, id DESC`, args...)
 		if err != nil {
@@ -276,11 +282,15 @@ type entityChanges struct {
 	added []string
 	// gone are the active rows no longer wanted, now retired.
 	gone []activeRow
+	// revived maps each name added that took over a retired row of one of
+	// its previous names to that name.
+	revived map[string]string
 }
 
 // reconcile reconciles table with want: an unchanged row is left alone, a
-// changed or renamed one updated in place, a returning name brings back
-// its most recently retired row, and the rest are inserted. Active rows
+// changed or renamed one updated in place, and a name that is not active
+// brings back the most recently retired row of its first previous name
+// that has one, else of its own name; the rest are inserted. Active rows
 // no longer wanted are retired.
 func (r *reconciler) reconcile(ctx context.Context, t entityTable, want []entityRow) (entityChanges, error) {
 	var ch entityChanges
@@ -308,6 +318,10 @@ func (r *reconciler) reconcile(ctx context.Context, t entityTable, want []entity
 			ch.added = append(ch.added, e.name)
 		}
 	}
+	fresh, ch.revived, err = r.takeOverRetired(ctx, t.name, fresh, wanted, &updates)
+	if err != nil {
+		return ch, err
+	}
 	inserts, revived, err := splitRevived(ctx, r, t.name, fresh, func(e entityRow) string { return e.name })
 	if err != nil {
 		return ch, err
@@ -329,6 +343,46 @@ func (r *reconciler) reconcile(ctx context.Context, t entityTable, want []entity
 	return ch, r.retire(ctx, t.name, ch.gone)
 }
 
+// takeOverRetired gives each row of fresh the most recently retired row of
+// the first of its previous names that table retired and want does not
+// name, adding it to updates, and returns the rest of fresh with the
+// names taken over by the name of the row taking them over.
+func (r *reconciler) takeOverRetired(ctx context.Context, table string, fresh []entityRow,
+	wanted map[string]bool, updates *[]rowUpdate) ([]entityRow, map[string]string, error) {
+	var names []string
+	for _, e := range fresh {
+		for _, p := range e.previous {
+			if !wanted[p] {
+				names = append(names, p)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return fresh, nil, nil
+	}
+	retired, err := retiredRows(ctx, r.tx, table, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	taken := map[string]string{}
+	claimed := map[string]bool{}
+	var rest []entityRow
+	for _, e := range fresh {
+		i := slices.IndexFunc(e.previous, func(p string) bool {
+			_, ok := retired[p]
+			return ok && !wanted[p] && !claimed[p]
+		})
+		if i < 0 {
+			rest = append(rest, e)
+			continue
+		}
+		from := e.previous[i]
+		taken[e.name], claimed[from] = from, true
+		*updates = append(*updates, rowUpdate{id: retired[from], row: e})
+	}
+	return rest, taken, nil
+}
+
 // splitRevived splits rows not active in table into those to insert and,
 // by the id of the row they bring back, those whose name table retired.
 func splitRevived[T any](ctx context.Context, r *reconciler, table string, rows []T, name func(T) string) (
@@ -340,7 +394,7 @@ func splitRevived[T any](ctx context.Context, r *reconciler, table string, rows 
 	for i, x := range rows {
 		names[i] = name(x)
 	}
-	retired, err := r.retired(ctx, table, names)
+	retired, err := retiredRows(ctx, r.tx, table, names)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -390,11 +444,12 @@ func renamedFrom(previous []string, have map[string]activeRow, wanted map[string
 // builders reconciles the builders and cancels the pending build requests
 // of those removed.
 func (r *reconciler) builders(ctx context.Context, want []entityRow) error {
-	gone, err := r.entities(ctx, buildersTable, want)
+	ch, err := r.reconcile(ctx, buildersTable, want)
 	if err != nil {
 		return err
 	}
-	for _, a := range gone {
+	r.revived = ch.revived
+	for _, a := range ch.gone {
 		reason := fmt.Sprintf("builder %q was removed from the configuration in generation %d", a.name, r.gen)
 		res, err := r.exec(ctx, `UPDATE build_requests SET state = $1, reason = $2,
 			completed_at = $3 WHERE builder_id = $4 AND state = $5`,

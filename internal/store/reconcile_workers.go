@@ -77,6 +77,12 @@ func (r *reconciler) workers(ctx context.Context, want []workerRow, hashes map[s
 	if err := r.completeHashes(ctx, hashes, passwords, inserts); err != nil {
 		return err
 	}
+	for _, u := range passwords {
+		r.passwordsStored = append(r.passwordsStored, u.w.Name)
+	}
+	for _, w := range inserts {
+		r.passwordsStored = append(r.passwordsStored, w.Name)
+	}
 
 	for _, u := range settings {
 		if _, err := r.exec(ctx, `UPDATE workers SET max_builds = $1, tags = $2,

@@ -342,4 +342,11 @@ ALTER TABLE generations ADD COLUMN fence_service TEXT;
 ALTER TABLE generations ADD COLUMN fence_token BIGINT;
 ALTER TABLE generations ADD COLUMN fenced_at BIGINT;
 `,
+	// 6: what a generation's plan needs besides the desired states, which
+	// hold no passwords and name no retired builder: the workers whose
+	// password the apply stored, and the builders that took over a retired
+	// builder's history (JSON; NULL for generations applied before).
+	`
+ALTER TABLE generations ADD COLUMN lineage TEXT;
+`,
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 
 	"github.com/regent-ci/regent/internal/config"
-	"github.com/regent-ci/regent/internal/store"
 )
 
 // applyInput is the body of POST /api/v1/config/apply: the configuration's
@@ -71,14 +70,13 @@ func (s *Server) applyConfig(w http.ResponseWriter, r *http.Request) {
 		s.refuseConfig(w, err)
 		return
 	}
-	_, active, err := s.cfg.Store.ActiveState(r.Context())
-	if errors.Is(err, store.ErrNotFound) {
-		active = &config.State{}
-	} else if err != nil {
-		s.fail(w, r, "read the active generation", err)
+	// The plan compares passwords with the stored digests and names the
+	// retired builders that previous_names bring back, as the apply will.
+	plan, err := s.cfg.Store.Plan(r.Context(), st)
+	if err != nil {
+		s.fail(w, r, "compare with the active generation", err)
 		return
 	}
-	plan := config.Diff(active, st)
 	out := applyOutput{Plan: plan.String(), Changed: !plan.Empty(), DryRun: in.DryRun}
 	if in.DryRun {
 		writeJSON(w, http.StatusOK, out)
