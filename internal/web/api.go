@@ -72,34 +72,66 @@ func includeRetired(r *http.Request) bool {
 	return r.URL.Query().Get("include") == "retired"
 }
 
-// pathID reads a positive integer path value.
-func pathID(w http.ResponseWriter, r *http.Request, name string) (int64, bool) {
+// answerer answers a request that cannot be served with a status and a
+// message: in JSON for the API ([apiAnswer]), as a page for the UI
+// ([Server.errorPage]).
+type answerer func(w http.ResponseWriter, r *http.Request, status int, msg string)
+
+// apiAnswer answers an API error.
+func apiAnswer(w http.ResponseWriter, _ *http.Request, status int, msg string) {
+	writeError(w, status, msg)
+}
+
+// readRetired reads ?include=, which may only be "retired", answering 400
+// through fail when it is anything else.
+func readRetired(w http.ResponseWriter, r *http.Request, fail answerer) (retired, ok bool) {
+	if v := r.URL.Query().Get("include"); v != "" && v != "retired" {
+		fail(w, r, http.StatusBadRequest, fmt.Sprintf("include may only be \"retired\", not %q", v))
+		return false, false
+	}
+	return includeRetired(r), true
+}
+
+// readPathID reads a positive integer path value, answering 400 through
+// fail when it is not one.
+func readPathID(w http.ResponseWriter, r *http.Request, name string, fail answerer) (int64, bool) {
 	v := r.PathValue(name)
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 1 {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %q is not a positive whole number", name, v))
+		fail(w, r, http.StatusBadRequest, fmt.Sprintf("%s %q is not a positive whole number", name, v))
 		return 0, false
 	}
 	return n, true
 }
 
-// oneOf checks an optional filter against the values it may take.
-// listQuery reads the paging parameters of a list and, when states are
-// given, checks its state filter against them. It answers 400 itself when
-// they are wrong.
-func listQuery(w http.ResponseWriter, r *http.Request, states ...string) (before int64, limit int,
-	ok bool) {
+// pathID reads a positive integer path value of an API route.
+func pathID(w http.ResponseWriter, r *http.Request, name string) (int64, bool) {
+	return readPathID(w, r, name, apiAnswer)
+}
+
+// readList reads the paging parameters of a list and, when states are
+// given, checks its state filter against them, answering 400 through fail
+// when they are wrong.
+func readList(w http.ResponseWriter, r *http.Request, fail answerer, states ...string) (
+	before int64, limit int, ok bool) {
 	before, limit, err := paging(r)
 	if err == nil && len(states) > 0 {
 		err = oneOf("state", r.URL.Query().Get("state"), states...)
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		fail(w, r, http.StatusBadRequest, err.Error())
 		return 0, 0, false
 	}
 	return before, limit, true
 }
 
+// listQuery is readList for an API list.
+func listQuery(w http.ResponseWriter, r *http.Request, states ...string) (before int64, limit int,
+	ok bool) {
+	return readList(w, r, apiAnswer, states...)
+}
+
+// oneOf checks an optional filter against the values it may take.
 func oneOf(field, v string, allowed ...string) error {
 	if v == "" {
 		return nil
@@ -113,7 +145,11 @@ func oneOf(field, v string, allowed ...string) error {
 }
 
 func (s *Server) listBuilders(w http.ResponseWriter, r *http.Request) {
-	views, err := s.builderViews(r, includeRetired(r))
+	retired, ok := readRetired(w, r, apiAnswer)
+	if !ok {
+		return
+	}
+	views, err := s.builderViews(r, retired)
 	if err != nil {
 		s.fail(w, r, "list builders", err)
 		return
@@ -157,7 +193,11 @@ func (s *Server) builderByName(r *http.Request, name string, retired bool) (stor
 }
 
 func (s *Server) getBuilder(w http.ResponseWriter, r *http.Request) {
-	b, err := s.builderByName(r, r.PathValue("name"), includeRetired(r))
+	retired, ok := readRetired(w, r, apiAnswer)
+	if !ok {
+		return
+	}
+	b, err := s.builderByName(r, r.PathValue("name"), retired)
 	if err != nil {
 		s.fail(w, r, "look up builder", err)
 		return
@@ -232,7 +272,7 @@ func (s *Server) stepOf(w http.ResponseWriter, r *http.Request) (store.Step, boo
 	}
 	n, err := strconv.Atoi(r.PathValue("number"))
 	if err != nil || n < 0 {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("step number %q is not a whole number",
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("step number %q is not a whole number",
 			r.PathValue("number")))
 		return store.Step{}, false
 	}
@@ -335,7 +375,11 @@ func (s *Server) getChange(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
-	workers, err := s.cfg.Store.Workers(r.Context(), includeRetired(r))
+	retired, ok := readRetired(w, r, apiAnswer)
+	if !ok {
+		return
+	}
+	workers, err := s.cfg.Store.Workers(r.Context(), retired)
 	if err != nil {
 		s.fail(w, r, "list workers", err)
 		return
@@ -345,7 +389,11 @@ func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getWorker(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	workers, err := s.cfg.Store.Workers(r.Context(), includeRetired(r))
+	retired, ok := readRetired(w, r, apiAnswer)
+	if !ok {
+		return
+	}
+	workers, err := s.cfg.Store.Workers(r.Context(), retired)
 	if err != nil {
 		s.fail(w, r, "look up worker", err)
 		return

@@ -38,6 +38,12 @@
 //	GET  /api/v1/workers[?include=retired], /api/v1/workers/{name}
 //	GET  /api/v1/config/generations, /api/v1/config/generations/{number}
 //
+// A path number that is not a positive whole number (a step's, zero or
+// more), or a filter or paging parameter outside the values it takes,
+// answers 400 saying what was wrong: in JSON from the API, as a page from
+// the UI, whose lists take ?before= and ?limit= as the API's do. Only an
+// object that does not exist answers 404.
+//
 // Paths under /api/v1/ that this package does not serve answer 404 in
 // JSON; handlers for other resources (webhooks, masters, services) are
 // mounted in front of it on more specific patterns.

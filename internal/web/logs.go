@@ -28,7 +28,15 @@ func (s *Server) stepLog(w http.ResponseWriter, r *http.Request) {
 		}
 		offset = n
 	}
-	follow, _ := strconv.ParseBool(r.URL.Query().Get("follow"))
+	var follow bool
+	if v := r.URL.Query().Get("follow"); v != "" {
+		f, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("follow must be 1 or 0, not %q", v))
+			return
+		}
+		follow = f
+	}
 
 	// The log's bytes are whatever the step printed; no charset is claimed
 	// for them, and browsers must not guess a type either.

@@ -52,6 +52,7 @@ func TestRawLogExactBytes(t *testing.T) {
 		}
 	}
 	e.expectJSON(e.do("GET", path+"?offset=-1", "", nil), "negative offset", http.StatusBadRequest)
+	e.expectJSON(e.do("GET", path+"?follow=maybe", "", nil), "follow neither 1 nor 0", http.StatusBadRequest)
 	e.expectJSON(e.do("GET", fmt.Sprintf("/api/v1/builds/%d/steps/9/log", b.ID), "", nil),
 		"unknown step", http.StatusNotFound)
 }

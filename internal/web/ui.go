@@ -14,13 +14,9 @@ import (
 	"github.com/regent-ci/regent/internal/store"
 )
 
-// Sizes of UI lists and views.
-const (
-	uiPage = 50
-	// logTail is how much of a step's log the build page shows; the rest
-	// is behind the raw log link.
-	logTail = 256 << 10
-)
+// logTail is how much of a step's log the build page shows; the rest is
+// behind the raw log link.
+const logTail = 256 << 10
 
 func (s *Server) uiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", s.homePage)
@@ -63,24 +59,38 @@ func (s *Server) uiFail(w http.ResponseWriter, r *http.Request, what string, err
 	}
 }
 
-// uiID reads a positive integer path value for a page.
+// uiID reads a positive integer path value for a page, answering 400
+// with a page when it is not one.
 func (s *Server) uiID(w http.ResponseWriter, r *http.Request, name string) (int64, bool) {
-	n, err := strconv.ParseInt(r.PathValue(name), 10, 64)
-	if err != nil || n < 1 {
-		s.errorPage(w, r, http.StatusNotFound, fmt.Sprintf("%q is not a %s.", r.PathValue(name), name))
-		return 0, false
-	}
-	return n, true
+	return readPathID(w, r, name, s.errorPage)
 }
 
-// uiBefore reads the ?before= cursor of a paged page.
-func uiBefore(r *http.Request) int64 {
-	n, _ := strconv.ParseInt(r.URL.Query().Get("before"), 10, 64)
-	return max(n, 0)
+// uiList reads ?before=, ?limit= and, when states are given, ?state= of a
+// paged page, as the API does, answering 400 with a page when they are
+// wrong.
+func (s *Server) uiList(w http.ResponseWriter, r *http.Request, states ...string) (
+	before int64, limit int, ok bool) {
+	return readList(w, r, s.errorPage, states...)
+}
+
+// olderQuery is the query of the page after one whose last item is next,
+// its other parameters kept.
+func olderQuery(r *http.Request, next *int64) string {
+	if next == nil {
+		return ""
+	}
+	q := r.URL.Query()
+	q.Del("fragment")
+	q.Set("before", strconv.FormatInt(*next, 10))
+	return "?" + q.Encode()
 }
 
 func (s *Server) homePage(w http.ResponseWriter, r *http.Request) {
-	views, err := s.builderViews(r, includeRetired(r))
+	retired, ok := readRetired(w, r, s.errorPage)
+	if !ok {
+		return
+	}
+	views, err := s.builderViews(r, retired)
 	if err != nil {
 		s.uiFail(w, r, "list builders", err)
 		return
@@ -130,32 +140,25 @@ func (s *Server) builderPage(w http.ResponseWriter, r *http.Request) {
 // buildsData is what the builds page shows.
 type buildsData struct {
 	Builds []store.Build
-	Next   *int64
 	State  string
 	// Older is the query of the next page, filters kept.
 	Older string
 }
 
 func (s *Server) buildsPage(w http.ResponseWriter, r *http.Request) {
-	state := r.URL.Query().Get("state")
-	if oneOf("state", state, buildStates...) != nil {
-		state = ""
+	before, limit, ok := s.uiList(w, r, buildStates...)
+	if !ok {
+		return
 	}
+	state := r.URL.Query().Get("state")
 	builds, err := s.cfg.Store.Builds(r.Context(), store.BuildFilter{
-		Builder: r.URL.Query().Get("builder"), State: state,
-		Before: uiBefore(r), Limit: uiPage + 1})
+		Builder: r.URL.Query().Get("builder"), State: state, Before: before, Limit: limit + 1})
 	if err != nil {
 		s.uiFail(w, r, "list builds", err)
 		return
 	}
-	pg := pageOf(builds, uiPage, func(b store.Build) int64 { return b.ID })
-	data := buildsData{Builds: pg.Items, Next: pg.Next, State: state}
-	if pg.Next != nil {
-		q := r.URL.Query()
-		q.Del("fragment")
-		q.Set("before", strconv.FormatInt(*pg.Next, 10))
-		data.Older = "?" + q.Encode()
-	}
+	pg := pageOf(builds, limit, func(b store.Build) int64 { return b.ID })
+	data := buildsData{Builds: pg.Items, State: state, Older: olderQuery(r, pg.Next)}
 	s.render(w, r, http.StatusOK, "builds", "Builds", data)
 }
 
@@ -259,7 +262,11 @@ func (s *Server) buildsetPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) workersPage(w http.ResponseWriter, r *http.Request) {
-	workers, err := s.cfg.Store.Workers(r.Context(), includeRetired(r))
+	retired, ok := readRetired(w, r, s.errorPage)
+	if !ok {
+		return
+	}
+	workers, err := s.cfg.Store.Workers(r.Context(), retired)
 	if err != nil {
 		s.uiFail(w, r, "list workers", err)
 		return
@@ -290,28 +297,39 @@ func (s *Server) clusterPage(w http.ResponseWriter, r *http.Request) {
 // changesData is what the changes page shows.
 type changesData struct {
 	Changes []store.Change
-	Next    *int64
+	// Older is the query of the next page, or "" on the last one.
+	Older string
 }
 
 func (s *Server) changesPage(w http.ResponseWriter, r *http.Request) {
-	changes, err := s.cfg.Store.Changes(r.Context(), store.ListOptions{Before: uiBefore(r), Limit: uiPage + 1})
+	before, limit, ok := s.uiList(w, r)
+	if !ok {
+		return
+	}
+	changes, err := s.cfg.Store.Changes(r.Context(), store.ListOptions{Before: before, Limit: limit + 1})
 	if err != nil {
 		s.uiFail(w, r, "list changes", err)
 		return
 	}
-	pg := pageOf(changes, uiPage, func(c store.Change) int64 { return c.ID })
-	s.render(w, r, http.StatusOK, "changes", "Changes", changesData{Changes: pg.Items, Next: pg.Next})
+	pg := pageOf(changes, limit, func(c store.Change) int64 { return c.ID })
+	s.render(w, r, http.StatusOK, "changes", "Changes",
+		changesData{Changes: pg.Items, Older: olderQuery(r, pg.Next)})
 }
 
 // generationsData is what the generations page shows.
 type generationsData struct {
 	Generations []store.Generation
-	Next        *int64
-	Active      int64
+	// Older is the query of the next page, or "" on the last one.
+	Older  string
+	Active int64
 }
 
 func (s *Server) generationsPage(w http.ResponseWriter, r *http.Request) {
-	gens, err := s.cfg.Store.Generations(r.Context(), uiBefore(r), uiPage+1)
+	before, limit, ok := s.uiList(w, r)
+	if !ok {
+		return
+	}
+	gens, err := s.cfg.Store.Generations(r.Context(), before, limit+1)
 	if err != nil {
 		s.uiFail(w, r, "list generations", err)
 		return
@@ -321,9 +339,9 @@ func (s *Server) generationsPage(w http.ResponseWriter, r *http.Request) {
 		s.uiFail(w, r, "look up the active generation", err)
 		return
 	}
-	pg := pageOf(gens, uiPage, func(g store.Generation) int64 { return g.Number })
+	pg := pageOf(gens, limit, func(g store.Generation) int64 { return g.Number })
 	s.render(w, r, http.StatusOK, "generations", "Configuration generations",
-		generationsData{Generations: pg.Items, Next: pg.Next, Active: active})
+		generationsData{Generations: pg.Items, Older: olderQuery(r, pg.Next), Active: active})
 }
 
 // generationData is what a generation's page shows.

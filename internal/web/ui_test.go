@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"html"
 	"io/fs"
 	"net/http"
 	"regexp"
@@ -68,7 +69,7 @@ func TestUIPages(t *testing.T) {
 	}
 	e.page("/nowhere", http.StatusNotFound)
 	e.page("/builds/999", http.StatusNotFound)
-	e.page("/builds/abc", http.StatusNotFound)
+	e.page("/builds/abc", http.StatusBadRequest)
 	e.page("/builders/nope", http.StatusNotFound)
 	e.page("/generations/7", http.StatusNotFound)
 }
@@ -352,7 +353,7 @@ func TestUIGenerationDiff(t *testing.T) {
 func TestUIBuildsPaging(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	for range uiPage + 1 {
+	for range defaultLimit + 1 {
 		e.finishedBuild("app", build.Success, "")
 	}
 	e.finishedBuild("docs", build.Success, "")
@@ -392,5 +393,47 @@ func TestClusterPage(t *testing.T) {
 	}
 	if page := e.page("/cluster", http.StatusOK); strings.Contains(page, "m-east") {
 		t.Fatal("a stopped master is still listed")
+	}
+}
+
+// Malformed ids and filters answer 400 with a page saying what was wrong,
+// as the API does, rather than an unfiltered list or a missing page.
+func TestUIRefusesMalformedIDsAndFilters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.finishedBuild("app", build.Success, "")
+	for path, says := range map[string]string{
+		"/builds?state=bogus":       "state must be one of",
+		"/builds?limit=abc":         "limit must be a whole number",
+		"/builds?limit=0":           "limit must be a whole number",
+		"/builds?before=x":          "before must be a positive id",
+		"/changes?before=-3":        "before must be a positive id",
+		"/changes?limit=9999":       "limit must be a whole number",
+		"/generations?limit=x":      "limit must be a whole number",
+		"/?include=everything":      "include may only be",
+		"/workers?include=all":      "include may only be",
+		"/builds/abc":               "is not a positive whole number",
+		"/builds/0":                 "is not a positive whole number",
+		"/buildsets/x":              "is not a positive whole number",
+		"/generations/one":          "is not a positive whole number",
+		"/generations/1?diff=first": "is not a generation number",
+	} {
+		if body := e.page(path, http.StatusBadRequest); !strings.Contains(html.UnescapeString(body), says) {
+			t.Errorf("GET %s: the page does not say %q:\n%s", path, says, body)
+		}
+	}
+	form := map[string]string{"Sec-Fetch-Site": "same-origin",
+		"Content-Type": "application/x-www-form-urlencoded"}
+	for _, path := range []string{"/builds/abc/cancel", "/builds/x/rebuild", "/requests/x/cancel"} {
+		if r := e.do("POST", path, "", form); r.Status != http.StatusBadRequest {
+			t.Errorf("POST %s: status %d, want 400", path, r.Status)
+		}
+	}
+
+	// Good filters still filter, and the link to older builds keeps them.
+	e.finishedBuild("app", build.Success, "")
+	page := e.page("/builds?state=finished&limit=1", http.StatusOK)
+	if strings.Count(page, "app #") != 1 || !strings.Contains(page, "limit=1") {
+		t.Errorf("one build a page, and a link to the next one keeping the limit, expected:\n%s", page)
 	}
 }
