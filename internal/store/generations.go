@@ -215,8 +215,14 @@ func scanGeneration(row *sql.Row) (Generation, error) {
 }
 
 // digestKey returns the installation's random key for password digests,
-// creating it on first use. Digests are keyed so that the deterministic
-// digest kept for change detection cannot be attacked offline without it.
+// creating it on first use. The digest lets an apply tell an unchanged
+// password without an Argon2id computation per worker. Keying it keeps a
+// copy of the workers table alone useless for guessing passwords, but the
+// key is in the same database: whoever holds a copy of all of it can test
+// guesses at HMAC speed rather than Argon2id's, so worker passwords should
+// be long random secrets, as generated ones are.
+// TODO(#3): keep the key outside the database (the masters' secrets) once
+// every applier, the CLI included, can be given it.
 func (s *Store) digestKey(ctx context.Context) ([]byte, error) {
 	var key []byte
 	err := s.db.QueryRowContext(ctx, `SELECT digest_key FROM instance WHERE id = 1`).Scan(&key)
