@@ -44,23 +44,16 @@ A build not finished yet counts as success for show.
 `
 
 func runBuild(ctx context.Context, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(os.Stderr, buildUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
 	cmds := map[string]func(context.Context, *apiClient, *flag.FlagSet, []string) int{
 		"force": buildForce, "cancel": buildCancel, "rebuild": buildRebuild,
 		"show": buildShow, "logs": buildLogs,
 	}
-	sub, args := args[0], args[1:]
-	run, ok := cmds[sub]
+	sub, args, code, ok := subcommand(os.Stderr, "regent build", buildUsage, args,
+		"force", "cancel", "rebuild", "show", "logs")
 	if !ok {
-		fmt.Fprintf(os.Stderr, "regent build: unknown command %q\n\n%s", sub, buildUsage)
-		return 2
+		return code
 	}
+	run := cmds[sub]
 	fs := flag.NewFlagSet("regent build "+sub, flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), buildUsage+"\nFlags of "+sub+":\n")
@@ -177,7 +170,7 @@ func buildShow(ctx context.Context, c *apiClient, fs *flag.FlagSet, args []strin
 }
 
 func buildLogs(ctx context.Context, c *apiClient, fs *flag.FlagSet, args []string) int {
-	step := fs.Int("step", 0, "print only this step's log (steps are numbered from 1)")
+	step := fs.Int("step", 0, "print only this step's log (steps are numbered from 1; default: every step)")
 	follow := fs.Bool("follow", false, "keep printing as the build runs, until it has finished")
 	id, code, ok := buildID(fs, args)
 	if !ok {
@@ -204,8 +197,8 @@ func oneArg(fs *flag.FlagSet, args []string, what string) (string, int, bool) {
 		return "", code, false
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintf(os.Stderr, "%s: want %s\n", fs.Name(), what)
-		return "", 2, false
+		code, _ := usageError(fs, "want %s", what)
+		return "", code, false
 	}
 	return fs.Arg(0), 0, true
 }
@@ -217,8 +210,8 @@ func buildID(fs *flag.FlagSet, args []string) (int64, int, bool) {
 	}
 	id, err := strconv.ParseInt(arg, 10, 64)
 	if err != nil || id <= 0 {
-		fmt.Fprintf(os.Stderr, "%s: %q is not a build id\n", fs.Name(), arg)
-		return 0, 2, false
+		code, _ := usageError(fs, "%q is not a build id: want a positive number", arg)
+		return 0, code, false
 	}
 	return id, 0, true
 }
@@ -524,9 +517,8 @@ func (c *apiClient) configure(api, tokenFile *string) *apiClient {
 }
 
 func (c *apiClient) init() error {
-	u, err := url.Parse(*c.api)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("--api %q is not an http(s) URL", *c.api)
+	if err := checkHTTPURL(*c.api); err != nil {
+		return errors.New(badValue("api", *c.api, err.Error()))
 	}
 	c.base = strings.TrimSuffix(*c.api, "/") + "/api/v1"
 	if *c.tokenFile != "" {

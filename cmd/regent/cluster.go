@@ -14,24 +14,37 @@ import (
 	"github.com/regent-ci/regent/internal/store"
 )
 
+const clusterUsage = `Usage: regent cluster COMMAND [flags]
+
+Commands:
+  status   show the masters and clustered services of the cluster on a
+           database (--db DB)
+
+Run 'regent cluster COMMAND --help' for a command's flags.
+`
+
 func runCluster(ctx context.Context, args []string) int {
-	if len(args) == 0 || args[0] != "status" {
-		fmt.Fprintln(os.Stderr, "Usage: regent cluster status --db URL [--all] [--json]")
-		return 2
+	_, args, code, ok := subcommand(os.Stderr, "regent cluster", clusterUsage, args, "status")
+	if !ok {
+		return code
 	}
 	fs := flag.NewFlagSet("regent cluster status", flag.ContinueOnError)
-	db := fs.String("db", "", "database: a SQLite file path or a postgres:// URL")
+	db := fs.String("db", "", "database: a SQLite file path or a postgres:// URL (required)")
 	all := fs.Bool("all", false, "also show ended incarnations and retired services")
 	asJSON := fs.Bool("json", false, "print JSON instead of tables")
-	if code, ok := parse(fs, args[1:]); !ok {
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if code, ok := noArgs(fs); !ok {
 		return code
 	}
 	if *db == "" {
-		return fail("cluster status needs --db")
+		code, _ := usageError(fs, "--db is required")
+		return code
 	}
-	s, err := store.Open(ctx, *db)
+	s, err := store.Open(ctx, *db, store.ExistingOnly())
 	if err != nil {
-		return fail("%v", err)
+		return missingDatabase(*db, err)
 	}
 	defer s.Close()
 	masters, err := s.Masters(ctx, *all)

@@ -16,8 +16,7 @@ import (
 	"github.com/regent-ci/regent/internal/store"
 )
 
-func runConfig(ctx context.Context, args []string) int {
-	const usage = `Usage: regent config COMMAND SOURCE [flags]
+const configUsage = `Usage: regent config COMMAND SOURCE [flags]
 
 SOURCE is a directory holding regent.star, or git+URL#REF:PATH.
 
@@ -28,24 +27,19 @@ Commands:
 
 Run 'regent config COMMAND --help' for a command's flags.
 `
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(os.Stderr, usage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	sub, args := args[0], args[1:]
-	if sub != "check" && sub != "diff" && sub != "apply" {
-		fmt.Fprintf(os.Stderr, "regent config: unknown command %q\n\n%s", sub, usage)
-		return 2
+
+func runConfig(ctx context.Context, args []string) int {
+	sub, args, code, ok := subcommand(os.Stderr, "regent config", configUsage, args, "check", "diff", "apply")
+	if !ok {
+		return code
 	}
 	fs := flag.NewFlagSet("regent config "+sub, flag.ContinueOnError)
 	secretsDir := fs.String("secrets-dir", "", "directory of secret files for secret(\"name\") (also REGENT_SECRET_NAME variables)")
 	db, api, tokenFile, dryRun := new(string), new(string), new(string), new(bool)
 	if sub != "check" {
 		fs.StringVar(db, "db", "", "database: a SQLite file path or a postgres:// URL")
-		fs.StringVar(api, "api", "", "URL of a running master to go through, e.g. http://127.0.0.1:8010; it evaluates with its own secrets")
+		fs.StringVar(api, "api", "", "URL of a running master to go through, e.g. http://127.0.0.1:8010; "+
+			"it evaluates with its own secrets (the master's admin token is needed, even to diff)")
 		fs.StringVar(tokenFile, "token-file", "", "with --api: file holding the master's admin token")
 	}
 	if sub == "apply" {
@@ -55,9 +49,15 @@ Run 'regent config COMMAND --help' for a command's flags.
 		return code
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintf(os.Stderr, "regent config %s: want exactly one configuration source (a directory or git+URL#REF:PATH)\n", sub)
-		return 2
+		code, _ := usageError(fs, "want exactly one configuration source (a directory or git+URL#REF:PATH)")
+		return code
 	}
+	if sub != "check" {
+		if code, ok := configTarget(fs, *db, *api, *tokenFile, *secretsDir); !ok {
+			return code
+		}
+	}
+	readOnly := sub == "diff" || *dryRun
 	tmp, err := os.MkdirTemp("", "regent-config-")
 	if err != nil {
 		return fail("%v", err)
@@ -68,7 +68,7 @@ Run 'regent config COMMAND --help' for a command's flags.
 		return fail("%v", err)
 	}
 	if *api != "" && sub != "check" {
-		return applyThroughAPI(ctx, *api, *tokenFile, root, source, sub == "diff" || *dryRun)
+		return applyThroughAPI(ctx, *api, *tokenFile, root, source, readOnly)
 	}
 	st, err := config.Load(ctx, root, config.Options{Secrets: secretProvider(*secretsDir)})
 	var cerrs config.Errors
@@ -85,12 +85,9 @@ Run 'regent config COMMAND --help' for a command's flags.
 			len(st.Builders), len(st.Workers), len(st.Repos), len(st.Schedulers))
 		return 0
 	}
-	if *db == "" {
-		return fail("config %s needs --db or --api", sub)
-	}
-	s, err := store.Open(ctx, *db)
+	s, err := openConfigStore(ctx, *db, readOnly)
 	if err != nil {
-		return fail("%v", err)
+		return missingDatabase(*db, err)
 	}
 	defer s.Close()
 	_, active, err := s.ActiveState(ctx)
@@ -101,7 +98,7 @@ Run 'regent config COMMAND --help' for a command's flags.
 	}
 	plan := config.Diff(active, st)
 	fmt.Print(plan.String())
-	if sub == "diff" || *dryRun {
+	if readOnly {
 		return 0
 	}
 	res, err := s.Apply(ctx, st, source, appliedBy())
@@ -115,6 +112,35 @@ Run 'regent config COMMAND --help' for a command's flags.
 	fmt.Printf("applied generation %d (%d pending requests cancelled, %d worker sessions revoked)\n",
 		res.Generation.Number, res.CancelledRequests, res.RevokedSessions)
 	return 0
+}
+
+// configTarget checks the flags saying where diff and apply go: a
+// database or a master, not both, and only the flags that go with it.
+func configTarget(fs *flag.FlagSet, db, api, tokenFile, secretsDir string) (int, bool) {
+	switch {
+	case db == "" && api == "":
+		return usageError(fs, "give one of --db or --api")
+	case db != "" && api != "":
+		return usageError(fs, "give one of --db or --api, not both")
+	case api != "" && secretsDir != "":
+		return usageError(fs, "--secrets-dir does not go with --api: the master evaluates with its own secrets")
+	case api == "" && tokenFile != "":
+		return usageError(fs, "--token-file goes with --api only")
+	case api != "":
+		if err := checkHTTPURL(api); err != nil {
+			return usageError(fs, "%s", badValue("api", api, err.Error()))
+		}
+	}
+	return 0, true
+}
+
+// openConfigStore opens the database of diff and apply; one that only
+// reads it creates no new database.
+func openConfigStore(ctx context.Context, db string, readOnly bool) (*store.Store, error) {
+	if readOnly {
+		return store.Open(ctx, db, store.ExistingOnly())
+	}
+	return store.Open(ctx, db)
 }
 
 func appliedBy() string {

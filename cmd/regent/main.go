@@ -7,15 +7,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
-	"time"
 
 	"github.com/regent-ci/regent/internal/worker"
 )
@@ -39,10 +39,7 @@ func init() {
 		{"config", "check, diff and apply configurations", runConfig},
 		{"build", "force, cancel, rebuild and show builds, and print their logs", runBuild},
 		{"cluster", "show the masters and clustered services of a cluster", runCluster},
-		{"version", "print the version", func(context.Context, []string) int {
-			fmt.Println("regent", version)
-			return 0
-		}},
+		{"version", "print the version", runVersion},
 	}
 }
 
@@ -55,21 +52,18 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	var text strings.Builder
+	usage(&text)
+	names := make([]string, len(commands))
+	for i, c := range commands {
+		names[i] = c.name
 	}
-	for _, c := range commands {
-		if c.name == args[0] {
-			return c.run(ctx, args[1:])
-		}
+	name, args, code, ok := subcommand(stderr, "regent", text.String(), args, names...)
+	if !ok {
+		return code
 	}
-	fmt.Fprintf(stderr, "regent: unknown command %q\n\n", args[0])
-	usage(stderr)
-	return 2
+	i := slices.IndexFunc(commands, func(c command) bool { return c.name == name })
+	return commands[i].run(ctx, args)
 }
 
 func usage(w io.Writer) {
@@ -80,47 +74,36 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun 'regent COMMAND --help' for a command's flags.")
 }
 
-// parse parses a subcommand's flags, which may come before, after or
-// between its positional arguments; those are left in positional. It
-// returns false and the exit status when the program should stop (help
-// asked for, or a usage error).
-func parse(fs *flag.FlagSet, args []string) (int, bool) {
-	var positional []string
-	for {
-		err := fs.Parse(args)
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
+// subcommand splits the subcommand off the arguments of a command group
+// such as "regent config". With no subcommand it prints the group's usage
+// and fails; with -h, --help or help it prints the usage and succeeds; an
+// unknown subcommand is a usage error.
+func subcommand(w io.Writer, group, usage string, args []string, names ...string) (string, []string, int, bool) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(w, usage)
+		if len(args) == 0 {
+			return "", nil, 2, false
 		}
-		if err != nil {
-			return 2, false
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+		return "", nil, 0, false
 	}
-	// Parse the positional arguments alone so that fs.Args reports them.
-	fs.Parse(append([]string{"--"}, positional...))
-	return 0, true
+	if !slices.Contains(names, args[0]) {
+		fmt.Fprintf(w, "%s: unknown command %q\n\n%s", group, args[0], usage)
+		return "", nil, 2, false
+	}
+	return args[0], args[1:], 0, true
 }
 
-// noArgs refuses positional arguments to a command that takes none.
-func noArgs(fs *flag.FlagSet) (int, bool) {
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return 2, false
+func runVersion(_ context.Context, args []string) int {
+	fs := flag.NewFlagSet("regent version", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), "Usage: regent version\n\nPrint the version of this binary.") }
+	if code, ok := parse(fs, args); !ok {
+		return code
 	}
-	return 0, true
-}
-
-// positive refuses a duration flag that is zero or negative.
-func positive(fs *flag.FlagSet, name string, d time.Duration) (int, bool) {
-	if d <= 0 {
-		fmt.Fprintf(os.Stderr, "%s: --%s must be positive, not %s\n", fs.Name(), name, d)
-		return 2, false
+	if code, ok := noArgs(fs); !ok {
+		return code
 	}
-	return 0, true
+	fmt.Println("regent", version)
+	return 0
 }
 
 // fail prints an error and returns the runtime-error exit status.
@@ -130,12 +113,8 @@ func fail(format string, args ...any) int {
 }
 
 // newLogger returns the process's structured logger.
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+func newLogger(level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
 // readSecretFile reads a one-line secret such as a password or token.

@@ -4,8 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/regent-ci/regent/internal/config"
@@ -32,10 +32,14 @@ func runQuickstart(ctx context.Context, args []string) int {
 	if code, ok := noArgs(fs); !ok {
 		return code
 	}
-	if code, ok := positive(fs, "poll-interval", o.PollInterval); !ok {
+	if code, ok := listenAddr(fs, o.Listen); !ok {
 		return code
 	}
-	o.Logger = newLogger(*level)
+	l, code, ok := logLevel(fs, *level)
+	if !ok {
+		return code
+	}
+	o.Logger = newLogger(l)
 	code, err := quickstart.Run(ctx, o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "regent quickstart: %v\n", err)
@@ -60,19 +64,16 @@ func runMaster(ctx context.Context, args []string) int {
 	clusterTTL := fs.Duration("ttl", 10*time.Second, "time-to-live: a master silent that long is dead and its services move (use the same value on every master)")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for the services of this master to move to others")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if code, ok := parse(fs, args); !ok {
+	// An empty --tags is no tags, as when it is left out.
+	if code, ok := parse(fs, args, "tags"); !ok {
 		return code
 	}
-	if code, ok := noArgs(fs); !ok {
+	opts, code, ok := masterOptions(fs, masterFlags{name: *name, listen: *listen, roles: *roles,
+		tags: *tags, level: *level})
+	if !ok {
 		return code
 	}
-	if code, ok := positive(fs, "worker-ttl", *ttl); !ok {
-		return code
-	}
-	if code, ok := positive(fs, "ttl", *clusterTTL); !ok {
-		return code
-	}
-	log := newLogger(*level)
+	log := newLogger(opts.level)
 	var token string
 	if *tokenFile != "" {
 		t, err := readSecretFile(*tokenFile)
@@ -91,7 +92,7 @@ func runMaster(ctx context.Context, args []string) int {
 	m, err := master.New(master.Config{Store: st, Name: *name, Listen: *listen,
 		ConfigSource: *source, Secrets: secretProvider(*secretsDir), AdminToken: token,
 		DataDir: *dataDir, WorkerTTL: *ttl, MaxStepLog: *maxStepLog, Version: version, Logger: log,
-		Roles: splitList(*roles), Tags: splitList(*tags), TTL: *clusterTTL, DrainTimeout: *drain})
+		Roles: opts.roles, Tags: opts.tags, TTL: *clusterTTL, DrainTimeout: *drain})
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -103,15 +104,44 @@ func runMaster(ctx context.Context, args []string) int {
 	return 0
 }
 
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, item := range strings.Split(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
+// masterFlags are the flags of regent master whose values need more
+// than checkFlags looks at.
+type masterFlags struct {
+	name, listen, roles, tags, level string
+}
+
+// masterSettings are those flags' values, checked and read.
+type masterSettings struct {
+	roles, tags []string
+	level       slog.Level
+}
+
+// masterOptions checks and reads the flags of regent master that
+// checkFlags cannot judge alone.
+func masterOptions(fs *flag.FlagSet, f masterFlags) (masterSettings, int, bool) {
+	var o masterSettings
+	if code, ok := noArgs(fs); !ok {
+		return o, code, false
+	}
+	// The name defaults to the host name when left out.
+	if f.name != "" {
+		if code, ok := checkName(fs, "name", f.name); !ok {
+			return o, code, false
 		}
 	}
-	return out
+	if code, ok := listenAddr(fs, f.listen); !ok {
+		return o, code, false
+	}
+	var code int
+	var ok bool
+	if o.roles, code, ok = roleList(fs, f.roles); !ok {
+		return o, code, false
+	}
+	if o.tags, code, ok = nameList(fs, "tags", f.tags); !ok {
+		return o, code, false
+	}
+	o.level, code, ok = logLevel(fs, f.level)
+	return o, code, ok
 }
 
 func secretProvider(dir string) config.SecretProvider {
@@ -140,9 +170,19 @@ func runWorker(ctx context.Context, args []string) int {
 		return code
 	}
 	if *masters == "" || *name == "" || *pwFile == "" || *basedir == "" {
-		fmt.Fprintln(os.Stderr, "regent worker: --master, --name, --password-file and --basedir are required")
-		fs.Usage()
-		return 2
+		code, _ := usageError(fs, "--master, --name, --password-file and --basedir are required")
+		return code
+	}
+	masterURLs, code, ok := urlList(fs, "master", *masters)
+	if !ok {
+		return code
+	}
+	if code, ok := checkName(fs, "name", *name); !ok {
+		return code
+	}
+	l, code, ok := logLevel(fs, *level)
+	if !ok {
+		return code
 	}
 	pw, err := readSecretFile(*pwFile)
 	if err != nil {
@@ -152,9 +192,9 @@ func runWorker(ctx context.Context, args []string) int {
 	if *secretsDir != "" {
 		secrets = config.ChainSecrets(config.DirSecrets(*secretsDir), secrets)
 	}
-	w, err := worker.New(worker.Config{Masters: strings.Split(*masters, ","), Name: *name,
+	w, err := worker.New(worker.Config{Masters: masterURLs, Name: *name,
 		Password: pw, Basedir: *basedir, MaxBuilds: *maxBuilds, Secrets: secrets,
-		Logger: newLogger(*level)})
+		Logger: newLogger(l)})
 	if err != nil {
 		return fail("%v", err)
 	}

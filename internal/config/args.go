@@ -20,6 +20,12 @@ var (
 	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 )
 
+// CheckName says what is wrong with a name, if anything, by the rule
+// every object of a configuration is named by; names given elsewhere
+// that a configuration refers to (a master's name and tags) follow it
+// too.
+func CheckName(s string) error { return checkName(s) }
+
 // checkName says what is wrong with a name, if anything.
 func checkName(s string) error {
 	if !nameRE.MatchString(s) {

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/regent-ci/regent/internal/cluster"
+	"github.com/regent-ci/regent/internal/config"
+)
+
+// parse parses a subcommand's flags, which may come before, after or
+// between its positional arguments; those are left in positional. It
+// returns false and the exit status when the program should stop (help
+// asked for, or a usage error). Values no command can use are refused
+// here, the same way for every flag (see checkFlags); mayBeEmpty names
+// the string flags whose empty value means something.
+func parse(fs *flag.FlagSet, args []string, mayBeEmpty ...string) (int, bool) {
+	var positional []string
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		if err != nil {
+			return 2, false
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	// Parse the positional arguments alone so that fs.Args reports them.
+	fs.Parse(append([]string{"--"}, positional...))
+	return checkFlags(fs, mayBeEmpty)
+}
+
+// checkFlags refuses, for every flag of fs: a duration that is zero or
+// negative, a number given that is zero or negative, and a string given
+// as empty unless its name is in mayBeEmpty. A number or string left to
+// its default is not checked: a default of 0 or "" stands for "chosen for
+// you".
+func checkFlags(fs *flag.FlagSet, mayBeEmpty []string) (int, bool) {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var problem string
+	fs.VisitAll(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if problem != "" || !ok {
+			return
+		}
+		switch v := g.Get().(type) {
+		case time.Duration:
+			if v <= 0 {
+				problem = badValue(f.Name, f.Value.String(), "want a positive duration such as 30s or 2m")
+			}
+		case int:
+			problem = positiveNumber(f, given[f.Name], int64(v))
+		case int64:
+			problem = positiveNumber(f, given[f.Name], v)
+		case string:
+			if given[f.Name] && v == "" && !slices.Contains(mayBeEmpty, f.Name) {
+				problem = badValue(f.Name, v, "may not be empty (leave the flag out for its default)")
+			}
+		}
+	})
+	if problem != "" {
+		return usageError(fs, "%s", problem)
+	}
+	return 0, true
+}
+
+// positiveNumber refuses a number flag given as zero or less.
+func positiveNumber(f *flag.Flag, given bool, n int64) string {
+	if given && n <= 0 {
+		return badValue(f.Name, f.Value.String(), "want a positive number")
+	}
+	return ""
+}
+
+// badValue says what is wrong with a flag's value, naming both.
+func badValue(name, value, why string) string {
+	return fmt.Sprintf("invalid value %q for --%s: %s", value, name, why)
+}
+
+// usageError prints a usage error of the command fs parses and returns
+// the usage exit status.
+func usageError(fs *flag.FlagSet, format string, args ...any) (int, bool) {
+	fmt.Fprintf(fs.Output(), "%s: %s\nRun '%s --help' for its flags.\n", fs.Name(),
+		fmt.Sprintf(format, args...), fs.Name())
+	return 2, false
+}
+
+// noArgs refuses positional arguments to a command that takes none.
+func noArgs(fs *flag.FlagSet) (int, bool) {
+	if fs.NArg() > 0 {
+		return usageError(fs, "unexpected argument %q", fs.Arg(0))
+	}
+	return 0, true
+}
+
+// logLevel reads a --log-level flag.
+func logLevel(fs *flag.FlagSet, value string) (slog.Level, int, bool) {
+	levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo,
+		"warn": slog.LevelWarn, "error": slog.LevelError}
+	l, ok := levels[strings.ToLower(value)]
+	if !ok {
+		code, _ := usageError(fs, "%s", badValue("log-level", value, "want debug, info, warn or error"))
+		return 0, code, false
+	}
+	return l, 0, true
+}
+
+// checkName refuses a flag value that breaks the rule of configuration names.
+func checkName(fs *flag.FlagSet, flagName, value string) (int, bool) {
+	if err := config.CheckName(value); err != nil {
+		return usageError(fs, "%s", badValue(flagName, value, err.Error()))
+	}
+	return 0, true
+}
+
+// nameList reads a comma-separated flag of names, each following the rule
+// of configuration names. Empty items are dropped.
+func nameList(fs *flag.FlagSet, flagName, value string) ([]string, int, bool) {
+	list := splitList(value)
+	for _, n := range list {
+		if code, ok := checkName(fs, flagName, n); !ok {
+			return nil, code, false
+		}
+	}
+	return list, 0, true
+}
+
+// roleList reads the --roles flag: at least one role, each a known one.
+func roleList(fs *flag.FlagSet, value string) ([]string, int, bool) {
+	list := splitList(value)
+	known := strings.Join(cluster.DefaultRoles, ", ")
+	if len(list) == 0 {
+		code, _ := usageError(fs, "%s", badValue("roles", value, "give at least one of "+known))
+		return nil, code, false
+	}
+	for _, r := range list {
+		if !slices.Contains(cluster.DefaultRoles, r) {
+			code, _ := usageError(fs, "%s", badValue("roles", value,
+				fmt.Sprintf("unknown role %q; roles are %s", r, known)))
+			return nil, code, false
+		}
+	}
+	return list, 0, true
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// checkHTTPURL says what is wrong with the URL of a master, if anything.
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("want an http:// or https:// URL such as http://127.0.0.1:8010")
+	}
+	return nil
+}
+
+// urlList reads a comma-separated flag of master URLs: at least one, each an
+// http(s) URL.
+func urlList(fs *flag.FlagSet, flagName, value string) ([]string, int, bool) {
+	list := splitList(value)
+	if len(list) == 0 {
+		code, _ := usageError(fs, "%s", badValue(flagName, value, "give at least one URL"))
+		return nil, code, false
+	}
+	for _, u := range list {
+		if err := checkHTTPURL(u); err != nil {
+			code, _ := usageError(fs, "%s", badValue(flagName, value, fmt.Sprintf("%q: %v", u, err)))
+			return nil, code, false
+		}
+	}
+	return list, 0, true
+}
+
+// listenAddr refuses a --listen value that is not HOST:PORT.
+func listenAddr(fs *flag.FlagSet, value string) (int, bool) {
+	if _, _, err := net.SplitHostPort(value); err != nil {
+		return usageError(fs, "%s", badValue("listen", value, "want HOST:PORT such as 127.0.0.1:8010"))
+	}
+	return 0, true
+}
+
+// missingDatabase reports that a read-only command could not open its
+// database, in words the user can act on when the file does not exist.
+func missingDatabase(db string, err error) int {
+	if errors.Is(err, os.ErrNotExist) {
+		return fail("no database at %s: give the path of an existing SQLite database "+
+			"(this command only reads, and creates none)", db)
+	}
+	return fail("%v", err)
+}
