@@ -84,3 +84,45 @@ func TestUnreportedBuildIsRetriedOnlyIfNothingRan(t *testing.T) {
 		}
 	})
 }
+
+// A lost build links forward to the build that retries it, once that one
+// has started, in a single build and in lists; the retry links back.
+func TestLostBuildLinksForwardToItsRetry(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		st := state()
+		st.Builders[1].RetryLost = true
+		apply(t, s, st)
+		force(t, s, "unit")
+		cl, err := s.Claim(ctx, login(t, s, "w1", "pw1"), "m1", 1)
+		if err != nil || len(cl) != 1 {
+			t.Fatalf("claim: %v, %d", err, len(cl))
+		}
+		lost := cl[0].Build.ID
+		if _, err := s.ExpireSessions(ctx, -1); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := s.BuildByID(ctx, lost); err != nil || b.RetriedBy != nil {
+			t.Fatalf("lost build before its retry started: retried_by %v, %v; want none", b.RetriedBy, err)
+		}
+
+		cl, err = s.Claim(ctx, login(t, s, "w1", "pw1"), "m1", 1)
+		if err != nil || len(cl) != 1 {
+			t.Fatalf("claim the retry: %v, %d", err, len(cl))
+		}
+		retry := cl[0].Build.ID
+		b, err := s.BuildByID(ctx, lost)
+		if err != nil || b.RetriedBy == nil || *b.RetriedBy != retry {
+			t.Fatalf("lost build: retried_by %v, %v; want %d", b.RetriedBy, err, retry)
+		}
+		list, err := s.Builds(ctx, store.BuildFilter{Builder: "unit"})
+		if err != nil || len(list) != 2 {
+			t.Fatalf("builds = %+v, %v", list, err)
+		}
+		if list[0].ID != retry || list[0].RetriedBy != nil || list[0].RetryOf == nil ||
+			*list[0].RetryOf != lost || list[1].RetriedBy == nil || *list[1].RetriedBy != retry {
+			t.Fatalf("listed builds link %v/%v and %v; want %d retrying %d", list[0].RetryOf,
+				list[0].RetriedBy, list[1].RetriedBy, retry, lost)
+		}
+	})
+}

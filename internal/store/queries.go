@@ -73,8 +73,11 @@ type BuildFilter struct {
 	Limit   int
 }
 
+// buildColumns selects what scanBuild reads. A lost build's retry is the
+// build of the same request whose retry_of names it.
 const buildColumns = `bu.id, b.name, bu.number, bu.request_id, r.buildset_id, bu.state,
-	bu.result, bu.reason, bu.properties, bu.retry_of, w.name, bu.master, bu.created_at,
+	bu.result, bu.reason, bu.properties, bu.retry_of,
+	(SELECT min(rb.id) FROM builds rb WHERE rb.retry_of = bu.id), w.name, bu.master, bu.created_at,
 	bu.started_at, bu.finished_at
 	FROM builds bu JOIN builders b ON b.id = bu.builder_id
 	JOIN build_requests r ON r.id = bu.request_id
@@ -118,11 +121,11 @@ func (s *Store) BuildByID(ctx context.Context, id int64) (Build, error) {
 func scanBuild(rows *sql.Rows) (Build, error) {
 	var b Build
 	var result, worker sql.NullString
-	var retryOf, started, finished sql.NullInt64
+	var retryOf, retriedBy, started, finished sql.NullInt64
 	var props string
 	var created int64
 	if err := rows.Scan(&b.ID, &b.Builder, &b.Number, &b.RequestID, &b.BuildsetID, &b.State,
-		&result, &b.Reason, &props, &retryOf, &worker, &b.Master, &created, &started, &finished); err != nil {
+		&result, &b.Reason, &props, &retryOf, &retriedBy, &worker, &b.Master, &created, &started, &finished); err != nil {
 		return Build{}, err
 	}
 	if result.Valid {
@@ -133,6 +136,9 @@ func scanBuild(rows *sql.Rows) (Build, error) {
 	}
 	if retryOf.Valid {
 		b.RetryOf = &retryOf.Int64
+	}
+	if retriedBy.Valid {
+		b.RetriedBy = &retriedBy.Int64
 	}
 	b.CreatedAt = fromMicros(created)
 	b.StartedAt, b.FinishedAt = nullTime(started), nullTime(finished)

@@ -349,4 +349,8 @@ ALTER TABLE generations ADD COLUMN fenced_at BIGINT;
 	`
 ALTER TABLE generations ADD COLUMN lineage TEXT;
 `,
+	// 7: a lost build shows the build that retried it, found by retry_of.
+	`
+CREATE INDEX builds_retry_of ON builds (retry_of);
+`,
 }

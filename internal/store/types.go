@@ -129,7 +129,8 @@ type Build struct {
 	Result     *string           `json:"result"`
 	Reason     string            `json:"reason"`
 	Properties map[string]string `json:"properties"`
-	RetryOf    *int64            `json:"retry_of"`
+	RetryOf    *int64            `json:"retry_of"`   // the lost build this one retries
+	RetriedBy  *int64            `json:"retried_by"` // the build retrying this lost one, once started
 	Worker     *string           `json:"worker"`
 	Master     string            `json:"master,omitempty"`
 	CreatedAt  time.Time         `json:"created_at"`
