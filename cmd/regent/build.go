@@ -16,6 +16,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/regent-ci/regent/internal/config"
 )
 
 const buildUsage = `Usage: regent build COMMAND ARGS [flags]
@@ -93,6 +95,10 @@ func buildForce(ctx context.Context, c *apiClient, fs *flag.FlagSet, args []stri
 	wait := fs.Bool("wait", false, "wait for the build to finish and exit with its result")
 	builder, code, ok := oneArg(fs, args, "a builder name")
 	if !ok {
+		return code
+	}
+	if err := config.CheckName(builder); err != nil {
+		code, _ := usageError(fs, "no builder can be called so: %v", err)
 		return code
 	}
 	if err := c.init(); err != nil {
