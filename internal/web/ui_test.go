@@ -343,8 +343,11 @@ func TestUIGenerationDiff(t *testing.T) {
 	if page := e.page("/generations/2?diff=2", http.StatusOK); !strings.Contains(page, "No changes.") {
 		t.Error("a generation compared with itself shows changes")
 	}
-	if page := e.page("/generations/1", http.StatusOK); strings.Contains(page, "Changes from") {
-		t.Error("the first generation is compared with something")
+	page := e.page("/generations/1", http.StatusOK)
+	for _, want := range []string{"Changes from no configuration", "&#43; builder app", "Plan: 5 to add"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the first generation's page lacks %q", want)
+		}
 	}
 	e.page("/generations/2?diff=x", http.StatusBadRequest)
 	e.page("/generations/2?diff=9", http.StatusNotFound)
@@ -435,5 +438,52 @@ func TestUIRefusesMalformedIDsAndFilters(t *testing.T) {
 	page := e.page("/builds?state=finished&limit=1", http.StatusOK)
 	if strings.Count(page, "app #") != 1 || !strings.Contains(page, "limit=1") {
 		t.Errorf("one build a page, and a link to the next one keeping the limit, expected:\n%s", page)
+	}
+}
+
+// A lost build that its builder retries links forward to the retry, in
+// the API and on its page, and the retry links back to it.
+func TestLostBuildLinksToItsRetry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	st := baseState()
+	st.Builders[0].RetryLost = true
+	e.apply(st)
+	lost := e.startBuild("app", nil).ID
+	if _, err := e.store.ExpireSessions(e.ctx, -1); err != nil {
+		t.Fatal(err)
+	}
+	path := fmt.Sprintf("/api/v1/builds/%d", lost)
+	if b := e.getJSON(path, http.StatusOK); b["retried_by"] != nil || b["result"] != build.Retry {
+		t.Fatalf("lost build before its retry started: %v; want result retry, retried_by null", b)
+	}
+	if page := e.page(fmt.Sprintf("/builds/%d", lost), http.StatusOK); !strings.Contains(page,
+		"a build not started yet") {
+		t.Errorf("the lost build's page does not say its retry is yet to start:\n%s", page)
+	}
+
+	sess, _, err := e.store.OpenSession(e.ctx, "w1", "pw1", "m1", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := e.store.Claim(e.ctx, sess, "m1", 1)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim the retry: %d builds, %v", len(claimed), err)
+	}
+	retry := claimed[0].Build.ID
+	if got := num(t, e.getJSON(path, http.StatusOK), "retried_by"); got != retry {
+		t.Fatalf("retried_by = %d, want %d", got, retry)
+	}
+	listed := items(t, e.getJSON("/api/v1/builds?builder=app", http.StatusOK))
+	if len(listed) != 2 || num(t, listed[1], "retried_by") != retry || num(t, listed[0], "retry_of") != lost {
+		t.Fatalf("listed builds %v; want %d retried by %d", listed, lost, retry)
+	}
+	link := fmt.Sprintf(`retried by</dt><dd><a href="/builds/%d">`, retry)
+	if page := e.page(fmt.Sprintf("/builds/%d", lost), http.StatusOK); !strings.Contains(page, link) {
+		t.Errorf("the lost build's page lacks %q:\n%s", link, page)
+	}
+	back := fmt.Sprintf(`retry of</dt><dd><a href="/builds/%d">`, lost)
+	if page := e.page(fmt.Sprintf("/builds/%d", retry), http.StatusOK); !strings.Contains(page, back) {
+		t.Errorf("the retry's page lacks %q", back)
 	}
 }
