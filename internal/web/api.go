@@ -450,7 +450,8 @@ type generationDiffView struct {
 }
 
 // diffGeneration answers what generation n changed over ?from= (by default
-// the generation before it), as `regent config diff` shows it.
+// the generation before it; 0, the default of the first, for no
+// configuration), as `regent config diff` shows it.
 func (s *Server) diffGeneration(w http.ResponseWriter, r *http.Request) {
 	n, ok := pathID(w, r, "number")
 	if !ok {
@@ -459,8 +460,8 @@ func (s *Server) diffGeneration(w http.ResponseWriter, r *http.Request) {
 	from := n - 1
 	if v := r.URL.Query().Get("from"); v != "" {
 		f, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || f < 1 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("from must be a generation number, not %q", v))
+		if err != nil || f < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("from must be a generation number, or 0 for none, not %q", v))
 			return
 		}
 		from = f
@@ -473,12 +474,10 @@ func (s *Server) diffGeneration(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "look up generation", err)
 		return
 	}
-	plan := ""
-	if from >= 1 {
-		if plan, err = s.generationDiff(r, from, g); err != nil {
-			s.fail(w, r, "compare generations", err)
-			return
-		}
+	plan, err := s.generationDiff(r, from, g)
+	if err != nil {
+		s.fail(w, r, "compare generations", err)
+		return
 	}
 	writeJSON(w, http.StatusOK, generationDiffView{From: from, To: n, Plan: plan})
 }

@@ -48,3 +48,33 @@ func TestAPIApplyPlanShowsAPasswordChange(t *testing.T) {
 		}
 	}
 }
+
+// The diff of a stored generation shows a password change although no
+// generation holds a password, and the first generation's diff adds
+// everything, as `regent config diff` on an empty database does.
+func TestAPIGenerationDiffShowsPasswordsAndTheFirstGeneration(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.getJSON("/api/v1/config/generations/1/diff", http.StatusOK)
+	const everything = "+ worker w1\n+ worker w2\n+ builder app\n+ builder docs\n+ scheduler force\n" +
+		"Plan: 5 to add, 0 to change, 0 to rename, 0 to remove.\n"
+	if first["plan"] != everything || fmt.Sprint(first["from"]) != "0" || fmt.Sprint(first["to"]) != "1" {
+		t.Fatalf("diff of generation 1 = %v, want everything added:\n%s", first, everything)
+	}
+	if again := e.getJSON("/api/v1/config/generations/1/diff?from=0", http.StatusOK); again["plan"] != everything {
+		t.Fatalf("diff of generation 1 from 0 = %v", again)
+	}
+
+	st := baseState()
+	st.Workers[1].Password = "pw-new"
+	g := e.apply(st)
+	d := e.getJSON(fmt.Sprintf("/api/v1/config/generations/%d/diff", g.Number), http.StatusOK)
+	const want = "~ worker w2: password\nPlan: 0 to add, 1 to change, 0 to rename, 0 to remove.\n"
+	if d["plan"] != want {
+		t.Fatalf("diff of generation %d = %v, want:\n%s", g.Number, d, want)
+	}
+	if page := e.page(fmt.Sprintf("/generations/%d", g.Number), http.StatusOK); !strings.Contains(page,
+		"~ worker w2: password") {
+		t.Fatalf("the generation's page does not show the password change")
+	}
+}

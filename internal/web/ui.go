@@ -349,8 +349,8 @@ type generationData struct {
 	Generation store.Generation
 	Active     bool
 	State      string
-	// DiffFrom is the generation compared with, or 0; Plan is what
-	// applying this generation over it changed.
+	// DiffFrom is the generation compared with, 0 for no configuration;
+	// Plan is what applying this generation over it changed.
 	DiffFrom int64
 	Plan     string
 }
@@ -388,34 +388,22 @@ func (s *Server) generationPage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if from >= 1 {
-		plan, err := s.generationDiff(r, from, g)
-		if err != nil {
-			s.uiFail(w, r, "compare generations", err)
-			return
-		}
-		data.DiffFrom, data.Plan = from, plan
+	plan, err := s.generationDiff(r, from, g)
+	if err != nil {
+		s.uiFail(w, r, "compare generations", err)
+		return
 	}
+	data.DiffFrom, data.Plan = from, plan
 	s.render(w, r, http.StatusOK, "generation", fmt.Sprintf("Generation %d", n), data)
 }
 
 // generationDiff renders what applying generation g over generation from
-// changes, as `regent config diff` shows it. Stored states hold no
-// passwords, so password changes are not among the changes.
+// (0 for no configuration) changed, as `regent config diff` shows it,
+// password changes included.
 func (s *Server) generationDiff(r *http.Request, from int64, g store.Generation) (string, error) {
-	old, err := s.cfg.Store.GenerationByNumber(r.Context(), from)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", fmt.Errorf("generation %d: %w", from, err)
-	}
+	plan, err := s.cfg.Store.GenerationPlan(r.Context(), from, g.Number)
 	if err != nil {
 		return "", err
 	}
-	var oldState, newState config.State
-	if err := json.Unmarshal(old.State, &oldState); err != nil {
-		return "", fmt.Errorf("decode generation %d: %w", from, err)
-	}
-	if err := json.Unmarshal(g.State, &newState); err != nil {
-		return "", fmt.Errorf("decode generation %d: %w", g.Number, err)
-	}
-	return config.Diff(&oldState, &newState).String(), nil
+	return plan.String(), nil
 }
