@@ -47,7 +47,8 @@ func parse(fs *flag.FlagSet, args []string, mayBeEmpty ...string) (int, bool) {
 // negative, a number given that is zero or negative, and a string given
 // as empty unless its name is in mayBeEmpty. A number or string left to
 // its default is not checked: a default of 0 or "" stands for "chosen for
-// you".
+// you". Flags of other kinds (booleans, -p NAME=VALUE) pass; a command
+// that takes a new kind of flag adds its case here.
 func checkFlags(fs *flag.FlagSet, mayBeEmpty []string) (int, bool) {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
