@@ -90,13 +90,11 @@ func runConfig(ctx context.Context, args []string) int {
 		return missingDatabase(*db, err)
 	}
 	defer s.Close()
-	_, active, err := s.ActiveState(ctx)
-	if errors.Is(err, store.ErrNotFound) {
-		active = &config.State{}
-	} else if err != nil {
+	// The store compares passwords with their stored digests.
+	plan, err := s.Plan(ctx, st)
+	if err != nil {
 		return fail("%v", err)
 	}
-	plan := config.Diff(active, st)
 	fmt.Print(plan.String())
 	if readOnly {
 		return 0
