@@ -17,14 +17,7 @@ import (
 // CLI to the cluster's database, returning the exit status and output.
 func (c *cluster) applyConfig(star string) (int, string) {
 	c.t.Helper()
-	dir := c.t.TempDir()
-	writeFile(c.t, filepath.Join(dir, "regent.star"), star)
-	p := procs.Start(c.t, procs.Spec{Name: "apply", Path: procs.Regent(c.t),
-		Args: []string{"config", "apply", dir, "--db", c.db, "--secrets-dir", c.secrets}})
-	if err := p.Wait(60 * time.Second); errors.Is(err, procs.ErrTimeout) {
-		c.t.Fatal(err)
-	}
-	return p.ExitCode(), p.Stdout() + p.Stderr()
+	return configCLI(c.t, star, "apply", "--db", c.db, "--secrets-dir", c.secrets)
 }
 
 // names lists the names of an API list.
