@@ -285,6 +285,8 @@ type entityChanges struct {
 	// revived maps each name added that took over a retired row of one of
 	// its previous names to that name.
 	revived map[string]string
+	// written is set when a row was inserted or updated.
+	written bool
 }
 
 // reconcile reconciles table with want: an unchanged row is left alone, a
@@ -340,6 +342,7 @@ func (r *reconciler) reconcile(ctx context.Context, t entityTable, want []entity
 		return ch, err
 	}
 	ch.gone = byID(have)
+	ch.written = len(updates)+len(inserts) > 0
 	return ch, r.retire(ctx, t.name, ch.gone)
 }
 

@@ -249,6 +249,9 @@ func (r *reconciler) schedulers(ctx context.Context, want []entityRow, nowSQL st
 		}
 	}
 
+	if !ch.written {
+		return nil
+	}
 	// Start the schedulers this generation wrote, where they have no
 	// state yet. The WHERE clauses also keep SQLite from reading ON
 	// CONFLICT as a join.
