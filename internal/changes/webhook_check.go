@@ -3,6 +3,8 @@ package changes
 import (
 	"fmt"
 	"strings"
+
+	"github.com/regent-ci/regent/internal/gitref"
 )
 
 // A delivery's revisions and refs end up on git command lines: a build of
@@ -47,26 +49,23 @@ func checkEvent(ev *Event) error {
 	return nil
 }
 
-// objectID checks that rev is a full hexadecimal object id, 40 digits
-// (SHA-1) or 64 (SHA-256), and returns it in lower case. An abbreviated
-// id, a ref name or an expression such as HEAD~1 is refused: git would
-// resolve it, or take it for an option, in the repository of whoever
-// builds it.
+// objectID checks that rev is a full hexadecimal object id and returns
+// it in lower case. An abbreviated id, a ref name or an expression such as
+// HEAD~1 is refused: git would resolve it, or take it for an option, in
+// the repository of whoever builds it.
 func objectID(field, rev string) (string, error) {
-	notHex := func(r rune) bool {
-		return (r < '0' || r > '9') && (r < 'a' || r > 'f') && (r < 'A' || r > 'F')
-	}
-	if (len(rev) != 40 && len(rev) != 64) || strings.ContainsFunc(rev, notHex) {
+	id, ok := gitref.FullObjectID(rev)
+	if !ok {
 		return "", fmt.Errorf("%s: %q is not a full commit id (40 hexadecimal digits, or 64 "+
 			"for SHA-256 repositories)", field, rev)
 	}
-	return strings.ToLower(rev), nil
+	return id, nil
 }
 
 // checkRef checks a full ref name, such as refs/heads/main, and for a
 // branch or a tag the name under refs/heads/ or refs/tags/.
 func checkRef(field, ref string) error {
-	if why := refNameProblem(ref); why != "" {
+	if why := gitref.NameProblem(ref); why != "" {
 		return fmt.Errorf("%s: %q is not a valid ref name: %s", field, ref, why)
 	}
 	if b, ok := strings.CutPrefix(ref, branchPrefix); ok {
@@ -81,11 +80,7 @@ func checkRef(field, ref string) error {
 // checkBranchName checks a branch name without refs/heads/, as git branch
 // would.
 func checkBranchName(field, name string) error {
-	why := refNameProblem(name)
-	if why == "" && name == "HEAD" {
-		why = "HEAD is not a branch"
-	}
-	if why != "" {
+	if why := gitref.BranchProblem(name); why != "" {
 		return fmt.Errorf("%s: %q is not a valid branch name: %s", field, name, why)
 	}
 	return nil
@@ -93,47 +88,8 @@ func checkBranchName(field, name string) error {
 
 // checkTagName checks a tag name without refs/tags/, as git tag would.
 func checkTagName(field, name string) error {
-	if why := refNameProblem(name); why != "" {
+	if why := gitref.NameProblem(name); why != "" {
 		return fmt.Errorf("%s: %q is not a valid tag name: %s", field, name, why)
 	}
 	return nil
-}
-
-// maxRefName bounds a ref name; git has no limit of its own, but no
-// forge makes names anywhere near as long.
-const maxRefName = 255
-
-// refNameProblem says why git would refuse name as a ref (the rules of
-// git check-ref-format), or why it could be taken for a command-line
-// option; it is empty for a good name.
-func refNameProblem(name string) string {
-	switch {
-	case name == "":
-		return "it is empty"
-	case len(name) > maxRefName:
-		return fmt.Sprintf("it is longer than %d bytes", maxRefName)
-	case strings.HasPrefix(name, "-"):
-		return "it starts with '-'"
-	case name == "@":
-		return "'@' alone is not a name"
-	case strings.HasPrefix(name, "/"), strings.HasSuffix(name, "/"), strings.Contains(name, "//"):
-		return "it has an empty path component"
-	case strings.HasSuffix(name, "."):
-		return "it ends with '.'"
-	case strings.Contains(name, ".."):
-		return "it contains '..'"
-	case strings.Contains(name, "@{"):
-		return "it contains '@{'"
-	}
-	if i := strings.IndexFunc(name, func(r rune) bool {
-		return r < ' ' || r == 0x7f || strings.ContainsRune(" ~^:?*[\\", r)
-	}); i >= 0 {
-		return fmt.Sprintf("it contains %q", name[i])
-	}
-	for _, part := range strings.Split(name, "/") {
-		if strings.HasPrefix(part, ".") || strings.HasSuffix(part, ".lock") {
-			return fmt.Sprintf("its component %q starts with '.' or ends with '.lock'", part)
-		}
-	}
-	return ""
 }

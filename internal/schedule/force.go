@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/regent-ci/regent/internal/config"
+	"github.com/regent-ci/regent/internal/gitref"
 	"github.com/regent-ci/regent/internal/store"
 )
 
@@ -31,6 +32,26 @@ var ErrInvalidForce = errors.New("invalid force request")
 // the builder, the first (by name) that accepts the properties wins, and
 // when none does the error is the first one's.
 func ForceProperties(st *config.State, builder string, given map[string]string) (map[string]string, error) {
+	props, err := forceProperties(st, builder, given)
+	if err != nil {
+		return nil, err
+	}
+	// A forced build's revision and branch are checked out by git on a
+	// worker, which must not take them for options or expressions.
+	if rev := props["revision"]; rev != "" {
+		if why := gitref.RevisionProblem(rev); why != "" {
+			return nil, fmt.Errorf("%w: revision %q: %s", ErrInvalidForce, rev, why)
+		}
+	}
+	if branch := strings.TrimPrefix(props["branch"], "refs/heads/"); props["branch"] != "" {
+		if why := gitref.BranchProblem(branch); why != "" {
+			return nil, fmt.Errorf("%w: branch %q: %s", ErrInvalidForce, props["branch"], why)
+		}
+	}
+	return props, nil
+}
+
+func forceProperties(st *config.State, builder string, given map[string]string) (map[string]string, error) {
 	var first error
 	for _, sc := range st.Schedulers {
 		if sc.Kind != config.SchedulerForce || !slices.Contains(sc.Builders, builder) {

@@ -55,3 +55,40 @@ func TestForceProperties(t *testing.T) {
 		}
 	}
 }
+
+// A forced build's revision and branch reach git on a worker: values git
+// could take for an option or an expression are refused, whichever
+// scheduler speaks for the builder; ids, short ids, tags and branch names
+// pass.
+func TestForcedRevisionsAndBranchesAreChecked(t *testing.T) {
+	t.Parallel()
+	st := &config.State{Schedulers: []config.Scheduler{
+		{Name: "free", Kind: config.SchedulerForce, Builders: []string{"docs"}},
+	}}
+	for _, builder := range []string{"docs", "unlisted"} {
+		for _, given := range []map[string]string{
+			{"revision": "--upload-pack=touch /tmp/x"},
+			{"revision": "HEAD~1"},
+			{"revision": "a b"},
+			{"branch": "-f"},
+			{"branch": "refs/heads/a..b"},
+			{"branch": "HEAD"},
+		} {
+			_, err := ForceProperties(st, builder, given)
+			if !errors.Is(err, ErrInvalidForce) {
+				t.Errorf("ForceProperties(%s, %v) = %v, want ErrInvalidForce", builder, given, err)
+			}
+		}
+		for _, given := range []map[string]string{
+			{"revision": "0123456789abcdef0123456789abcdef01234567"},
+			{"revision": "abc1234"},
+			{"revision": "v1.2.3"},
+			{"branch": "feature/x", "revision": "release-1"},
+			{"branch": "refs/heads/main"},
+		} {
+			if _, err := ForceProperties(st, builder, given); err != nil {
+				t.Errorf("ForceProperties(%s, %v) = %v, want accepted", builder, given, err)
+			}
+		}
+	}
+}

@@ -184,6 +184,52 @@ func TestGitCheckoutThenShell(t *testing.T) {
 	run(map[string]string{"branch": "refs/heads/main"}, "two\nversion.txt ", second)
 }
 
+// A revision or branch property that git could take for an option or an
+// expression fails the git step with a reason, and runs nothing: the
+// worker checks what reaches git even though the master checks it too.
+// Abbreviated ids and tags still check out.
+func TestGitStepRefusesHostileRevisions(t *testing.T) {
+	t.Parallel()
+	repo := newGitRepo(t)
+	first := repo.commit("version.txt", "one\n")
+	repo.git("tag", "v1.0")
+	c, _, _ := newCluster(t)
+	gitStep := config.Step{Kind: config.StepGit, Name: "checkout", RepoURL: repo.dir, HaltOnFailure: true}
+	pwned := filepath.Join(t.TempDir(), "pwned")
+
+	for _, props := range []map[string]string{
+		{"revision": "--upload-pack=touch " + pwned},
+		{"revision": "-h"},
+		{"revision": "HEAD~1"},
+		{"revision": "main:version.txt"},
+		{"branch": "--orphan=x"},
+		{"branch": "a..b"},
+	} {
+		a := newBuild(gitStep, shell("echo never"))
+		a.Properties = props
+		c.assign(a)
+		b := c.waitFinished(a.BuildID, 30*time.Second)
+		checkResult(t, b, build.Failure, "cannot be checked out")
+		if len(b.steps) != 1 {
+			t.Errorf("%v: %d steps ran, want only the refused checkout", props, len(b.steps))
+		}
+	}
+	if _, err := os.Stat(pwned); err == nil {
+		t.Fatal("a revision property ran a command through git")
+	}
+
+	for _, rev := range []string{first[:7], "v1.0"} {
+		a := newBuild(gitStep, shell("cat version.txt"))
+		a.Properties = map[string]string{"revision": rev}
+		c.assign(a)
+		b := c.waitFinished(a.BuildID, 30*time.Second)
+		checkResult(t, b, build.Success, "")
+		if got := b.steps[1].props["got_revision"]; got != first {
+			t.Errorf("revision %q checked out %q, want %q", rev, got, first)
+		}
+	}
+}
+
 func TestRedactURL(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{

@@ -12,6 +12,7 @@ import (
 
 	"github.com/regent-ci/regent/internal/build"
 	"github.com/regent-ci/regent/internal/config"
+	"github.com/regent-ci/regent/internal/gitref"
 )
 
 // gitStep checks the step's repository out into the build directory:
@@ -83,15 +84,26 @@ type gitRunner struct {
 // holds when the server allows it.
 func (g gitRunner) target() (string, outcome) {
 	props := g.b.props
+	// The properties come from outside (a webhook, a forced build): the
+	// master checks them, and so does the worker, so that nothing a git
+	// command could take for an option or an expression reaches it.
 	if rev := props["revision"]; rev != "" {
-		if _, err := g.output("cat-file", "-e", rev+"^{commit}"); err != nil {
-			if o := g.run(g.b.dir, "fetch", "origin", rev); !o.ok() {
+		if why := gitref.RevisionProblem(rev); why != "" {
+			return "", outcome{build.Failure, fmt.Sprintf("the property revision %q cannot be "+
+				"checked out: %s", rev, why)}
+		}
+		if _, err := g.output("cat-file", "-e", "--end-of-options", rev+"^{commit}"); err != nil {
+			if o := g.run(g.b.dir, "fetch", "--end-of-options", "origin", rev); !o.ok() {
 				return "", o
 			}
 		}
 		return rev, outcome{result: build.Success}
 	}
 	if branch := strings.TrimPrefix(props["branch"], "refs/heads/"); branch != "" {
+		if why := gitref.BranchProblem(branch); why != "" {
+			return "", outcome{build.Failure, fmt.Sprintf("the property branch %q cannot be "+
+				"checked out: %s", branch, why)}
+		}
 		return "refs/remotes/origin/" + branch, outcome{result: build.Success}
 	}
 	if o := g.run(g.b.dir, "remote", "set-head", "origin", "--auto"); !o.ok() {
