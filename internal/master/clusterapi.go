@@ -2,6 +2,7 @@ package master
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -25,13 +26,34 @@ func (a clusterAPI) register(mux *http.ServeMux) {
 }
 
 func (a clusterAPI) masters(w http.ResponseWriter, r *http.Request) {
-	ms, err := a.store.Masters(r.Context(), r.URL.Query().Get("include") == "ended")
-	a.writeList(w, ms, err)
+	if all, ok := include(w, r, "ended"); ok {
+		ms, err := a.store.Masters(r.Context(), all)
+		a.writeList(w, ms, err)
+	}
 }
 
 func (a clusterAPI) services(w http.ResponseWriter, r *http.Request) {
-	svs, err := a.store.Services(r.Context(), r.URL.Query().Get("include") == "retired")
-	a.writeList(w, svs, err)
+	if all, ok := include(w, r, "retired"); ok {
+		svs, err := a.store.Services(r.Context(), all)
+		a.writeList(w, svs, err)
+	}
+}
+
+// include reads the include parameter, which may only name what; any
+// other value is answered 400 here.
+func include(w http.ResponseWriter, r *http.Request, what string) (all, ok bool) {
+	switch v := r.URL.Query().Get("include"); v {
+	case "":
+		return false, true
+	case what:
+		return true, true
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"error": fmt.Sprintf("include must be %q, not %q", what, v)})
+		return false, false
+	}
 }
 
 // writeList answers items as an API list; an error goes to the log, and
