@@ -107,19 +107,27 @@ func (s *Store) claimLocks(ctx context.Context, tx *sql.Tx, cands []candidate, n
 func (s *Store) claimOne(ctx context.Context, tx *sql.Tx, lt *lockTable, c candidate, sess Session,
 	master string, now int64) (Claimed, bool, error) {
 	locks := c.builder.Locks
-	if len(locks) > 0 && lt.moot(locks) {
+	if len(locks) > 0 && !c.urgent && lt.moot(locks) {
 		return Claimed{}, false, nil
 	}
 	if ok, err := s.lockRequest(ctx, tx, c.requestID); err != nil || !ok {
 		return Claimed{}, false, err
 	}
 	if len(locks) > 0 {
-		free, blocking, err := lt.free(ctx, locks, c.requestID, 0, 0)
+		free, blocking, err := lt.free(ctx, locks, c.requestID, 0, 0, c.urgent)
 		if err != nil {
 			return Claimed{}, false, err
 		}
 		if !free {
-			return Claimed{}, false, lt.want(ctx, locks, blocking, c.requestID, 0)
+			// A request that holds nothing waits in line for all its
+			// locks; an urgent one, like a step, for the one it lacks
+			// only, since the lines it would hold others back in are
+			// those of builds that hold locks.
+			wanted := locks
+			if c.urgent {
+				wanted = []string{blocking}
+			}
+			return Claimed{}, false, lt.want(ctx, wanted, blocking, c.requestID, 0)
 		}
 	}
 	cl, err := startBuild(ctx, tx, c, sess, master, now)
@@ -140,19 +148,25 @@ type candidate struct {
 	builder    config.Builder
 	properties map[string]string
 	retryOf    sql.NullInt64
+	// urgent is set for a request that a running build triggered: that
+	// build holds its locks while it may wait for this one.
+	urgent bool
 }
 
 // claimable finds the oldest pending requests, up to a bounded number,
-// whose builder lists the worker. They are read without row locks: each is
+// whose builder lists the worker, leaving out those triggered by a build
+// that is cancelled or being cancelled: they are cancelled with it (see
+// CancelOrphanedChildren), and must not start in the meantime. They are read without row locks: each is
 // locked by lockRequest just before it is claimed, skipping any that
 // another master holds, so that concurrent claims pass each other instead
 // of waiting or all locking the same page of rows.
 func (s *Store) claimable(ctx context.Context, tx *sql.Tx, worker string) ([]candidate, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT r.id, r.builder_id, b.spec, bs.properties, r.retry_of
-		FROM build_requests r JOIN builders b ON b.id = r.builder_id
-		JOIN buildsets bs ON bs.id = r.buildset_id
+	rows, err := tx.QueryContext(ctx, `SELECT r.id, r.builder_id, b.spec, bs.properties, r.retry_of,
+		COALESCE(p.state, '') FROM build_requests r JOIN builders b ON b.id = r.builder_id
+		JOIN buildsets bs ON bs.id = r.buildset_id LEFT JOIN builds p ON p.id = bs.parent_build
 		WHERE r.state = 'pending' AND b.retired_generation IS NULL
-		ORDER BY r.id LIMIT 200`)
+		AND (p.id IS NULL OR (p.cancel_requested = 0 AND COALESCE(p.result, '') <> $1))
+		ORDER BY r.id LIMIT 200`, build.Cancelled)
 	if err != nil {
 		return nil, fmt.Errorf("find pending requests: %w", err)
 	}
@@ -160,10 +174,11 @@ func (s *Store) claimable(ctx context.Context, tx *sql.Tx, worker string) ([]can
 	var all []candidate
 	for rows.Next() {
 		var c candidate
-		var spec, props string
-		if err := rows.Scan(&c.requestID, &c.builderID, &spec, &props, &c.retryOf); err != nil {
+		var spec, props, parent string
+		if err := rows.Scan(&c.requestID, &c.builderID, &spec, &props, &c.retryOf, &parent); err != nil {
 			return nil, err
 		}
+		c.urgent = parent == build.StateRunning
 		if err := json.Unmarshal([]byte(spec), &c.builder); err != nil {
 			return nil, fmt.Errorf("decode builder %d: %w", c.builderID, err)
 		}

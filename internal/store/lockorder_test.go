@@ -100,3 +100,70 @@ func TestWaitingStepHoldsBackOnlyTheLockWithoutRoom(t *testing.T) {
 		}
 	})
 }
+
+// A build holding lock a waits for the build it triggered, which needs lock
+// b. An earlier request, not yet started, wants a and b: it must not hold
+// b back from the triggered build, which would wait for it for ever while
+// it waits for a.
+func TestTriggeredRequestIsNotHeldBackByARequestWaitingToStart(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		apply(t, s, lockOrderState(map[string][2][]string{
+			"a": {{"x"}, nil},      // the parent, holding x
+			"b": {{"y"}, nil},      // the triggered child, needing y
+			"c": {{"x", "y"}, nil}, // the earlier request wanting both
+		}))
+		wa, wb, wc := login(t, s, "wa", "pw"), login(t, s, "wb", "pw"), login(t, s, "wc", "pw")
+		force(t, s, "a")
+		parent := claimOne(t, s, wa)
+		if parent.Build.ID == 0 {
+			t.Fatal("the parent was not claimed")
+		}
+		force(t, s, "c")
+		if cc := claimOne(t, s, wc); cc.Build.ID != 0 {
+			t.Fatalf("c claimed build %d while the parent holds x", cc.Build.ID)
+		}
+		_, _, err := s.CreateBuildset(ctx, store.BuildsetInput{Reason: "triggered", Scheduler: "t",
+			Builders: []string{"b"}, ParentBuild: &parent.Build.ID, ParentStep: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		child := claimOne(t, s, wb)
+		if child.Build.ID == 0 {
+			t.Fatal("the triggered request waits behind c, which waits for the parent: a deadlock")
+		}
+		finish(t, s, child, build.Success)
+		finish(t, s, parent, build.Success)
+		if cc := claimOne(t, s, wc); cc.Build.ID == 0 {
+			t.Fatal("c was not claimed once both ended")
+		}
+	})
+}
+
+// Once the build that triggered a request is being cancelled, the request
+// is not handed out, even before the sweep that cancels it runs: a worker
+// slot freed by the cancel must not start the child.
+func TestChildOfACancelledBuildIsNotClaimed(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		apply(t, s, lockOrderState(map[string][2][]string{"a": {nil, nil}, "b": {nil, nil}}))
+		wa, wb := login(t, s, "wa", "pw"), login(t, s, "wb", "pw")
+		force(t, s, "a")
+		parent := claimOne(t, s, wa)
+		_, _, err := s.CreateBuildset(ctx, store.BuildsetInput{Reason: "triggered", Scheduler: "t",
+			Builders: []string{"b"}, ParentBuild: &parent.Build.ID, ParentStep: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CancelBuild(ctx, parent.Build.ID, "no longer wanted"); err != nil {
+			t.Fatal(err)
+		}
+		if child := claimOne(t, s, wb); child.Build.ID != 0 {
+			t.Fatalf("build %d of the cancelled build's child request was handed out", child.Build.ID)
+		}
+		n, err := s.CancelOrphanedChildren(ctx)
+		if err != nil || n != 1 {
+			t.Fatalf("CancelOrphanedChildren = %d, %v; want the child request cancelled", n, err)
+		}
+	})
+}

@@ -166,14 +166,17 @@ func (lt *lockTable) lockRows(ctx context.Context, names []string) error {
 // already, for its whole run or for this step (an acquire repeated after
 // a lost answer), count as free. The rows must be locked.
 //
-// A step waits behind the earlier steps waiting for a lock, but never
-// behind build requests that wait to start: its build already holds its
-// builder's locks, and a request waiting for one of those, and for a lock
-// the step wants, would otherwise hold back the step that must end first,
-// a deadlock. The configuration refuses the other waits that can close a
-// circle (see checkLockOrder in internal/config).
+// Waiters that hold nothing must never hold back one whose build, or
+// whose parent build, holds locks already: the waiter might want one of
+// those, and would hold back the very build that must end first, a
+// deadlock. So a step waits behind the earlier steps waiting for a lock,
+// but never behind build requests that wait to start; and an urgent
+// request, one a running build triggered (and may wait for), waits behind
+// those steps and the earlier urgent requests only. The configuration
+// refuses the waits that can close a circle through what builds hold (see
+// checkLockOrder in internal/config).
 func (lt *lockTable) free(ctx context.Context, names []string, request, buildID int64,
-	step int) (bool, string, error) {
+	step int, urgent bool) (bool, string, error) {
 	for _, n := range names {
 		if buildID != 0 {
 			var own int
@@ -195,11 +198,14 @@ func (lt *lockTable) free(ctx context.Context, names []string, request, buildID 
 		err = lt.tx.QueryRowContext(ctx, `SELECT count(*) FROM lock_waiters w
 			WHERE w.lock_name = $1 AND w.request_id < $2 AND w.last_wanted >= $3
 			AND ((w.step = 0 AND $6 = 0 AND EXISTS (SELECT 1 FROM build_requests r
-					WHERE r.id = w.request_id AND r.state = $4))
+					WHERE r.id = w.request_id AND r.state = $4)
+				AND ($7 = 0 OR EXISTS (SELECT 1 FROM build_requests r
+					JOIN buildsets bs ON bs.id = r.buildset_id JOIN builds p ON p.id = bs.parent_build
+					WHERE r.id = w.request_id AND p.state = $5)))
 				OR (w.step > 0 AND EXISTS (SELECT 1 FROM builds b
 					WHERE b.request_id = w.request_id AND b.state = $5)))`,
 			n, request, lt.now-lockWaiterTTL.Microseconds(), RequestPending,
-			build.StateRunning, step).Scan(&ahead)
+			build.StateRunning, step, boolInt(urgent)).Scan(&ahead)
 		if err != nil {
 			return false, "", fmt.Errorf("count waiters of lock %q: %w", n, err)
 		}
@@ -336,7 +342,7 @@ func (s *Store) AcquireStepLocks(ctx context.Context, buildID int64, token strin
 		if err := lt.lockRows(ctx, names); err != nil {
 			return err
 		}
-		ok, blocking, err := lt.free(ctx, names, request, buildID, step)
+		ok, blocking, err := lt.free(ctx, names, request, buildID, step, true)
 		if err != nil {
 			return err
 		}
@@ -398,4 +404,11 @@ func (s *Store) LockHolders(ctx context.Context) ([]LockHolder, error) {
 		out = append(out, h)
 	}
 	return out, rows.Err()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
