@@ -74,7 +74,10 @@ func (s *serviceManager) reconcile(ctx context.Context) error {
 		def, ok := s.define(f, st)
 		if !ok {
 			if !s.unknown[f.Service] {
-				s.log.Warn("owning a service this master cannot run", "service", f.Service)
+				// Usually a service the active generation just removed,
+				// which the supervisor retires within a heartbeat.
+				s.log.Info("owning a service the active configuration does not define; "+
+					"not running it", "service", f.Service)
 				s.unknown[f.Service] = true
 			}
 			continue

@@ -139,9 +139,11 @@ func (t *Timed) loop(ctx context.Context, done chan struct{}) {
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, store.ErrFenced):
-			// The master stops this service once it learns who owns it
-			// now; until then every write is refused.
-			t.log.Info("timed scheduler fenced: another master owns it now", "fence", t.cfg.Fence)
+			// The service moved to another master, or the configuration
+			// removed it; the master stops it once it learns so, and until
+			// then every write is refused.
+			t.log.Info("timed scheduler fenced: another master owns it now, or it was removed",
+				"fence", t.cfg.Fence)
 		case err != nil:
 			t.log.Error("timed scheduler failed", "err", err)
 		}
