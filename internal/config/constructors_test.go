@@ -123,7 +123,7 @@ builder("b", [w1], [s])`, func(t *testing.T, st *State) {
 			eq(t, st.Builders[0].Steps[1].Name, "make 2")
 			eq(t, st.Builders[1].Steps[0].Name, "make")
 		}},
-		{"step.trigger", prelude + `builder("t", [w1], [step.shell("make")])
+		{"step.trigger", prelude + `builder("t", [w1, worker("w2", "pw")], [step.shell("make")])
 scheduler.triggerable("tests", ["t"])
 builder("b", [w1], [step.trigger("tests", wait = True), step.trigger(["tests"], name = "again")])`,
 			func(t *testing.T, st *State) {

@@ -143,3 +143,40 @@ func lockNeeds(builders []*builderDecl, cat *catalog) map[string][]string {
 	}
 	return needs
 }
+
+// checkTriggerSlots refuses a waiting trigger step whose triggered builds
+// could only ever run in the worker slot its own build holds: one worker
+// with one slot runs the triggered builder, and the waiting builder runs
+// there too. The build would wait for ever for a child that cannot start.
+// (With more slots, enough waiting builds can still fill them all; that
+// depends on the load, not the configuration alone, and is documented.)
+func (ev *evaluator) checkTriggerSlots(cat *catalog) {
+	for _, d := range ev.decl.builders {
+		b := &d.b
+		for _, st := range b.Steps {
+			if st.Kind != StepTrigger || !st.Wait {
+				continue
+			}
+			for _, s := range st.Schedulers {
+				sched, ok := cat.schedulers[s]
+				if !ok || sched.Kind != SchedulerTriggerable {
+					continue
+				}
+				for _, to := range sched.Builders {
+					t, ok := cat.builders[to]
+					if !ok || len(t.b.Workers) != 1 {
+						continue
+					}
+					w := t.b.Workers[0]
+					if decl, ok := cat.workers[w]; ok && decl.w.MaxBuilds == 1 &&
+						slices.Contains(b.Workers, w) {
+						ev.errorf(st.Pos, kindBuilder, b.Name, "step %q waits for builder %q, which "+
+							"only worker %q runs, with one build at a time: a build of %q running "+
+							"there would wait for ever; give %q more workers or slots, or do not wait",
+							st.Name, to, w, b.Name, to)
+					}
+				}
+			}
+		}
+	}
+}

@@ -69,6 +69,7 @@ func (ev *evaluator) validate() {
 	}
 	ev.checkCycles(&cat)
 	ev.checkLockOrder(&cat)
+	ev.checkTriggerSlots(&cat)
 }
 
 // ref checks that a reference from the object kind/name at pos names a

@@ -134,6 +134,7 @@ scheduler.dependent("dd", upstream = ["c"], builders = ["d"])
 scheduler.dependent("dc", upstream = ["d"], builders = ["c"])
 `}, []string{
 			`regent.star:5:38: builder "a": builds would start each other without end: a -> b (step "trigger" triggers "tb") -> a (step "trigger" triggers "ta")`,
+			`regent.star:6:21: builder "b": step "trigger" waits for builder "a", which only worker "w1" runs, with one build at a time: a build of "b" running there would wait for ever; give "a" more workers or slots, or do not wait`,
 			`regent.star:7:24: builder "self": builds would start each other without end: self -> self (step "trigger" triggers "tself")`,
 			`regent.star:11:1: builder "c": builds would start each other without end: c -> d (dependent scheduler "dd") -> c (dependent scheduler "dc")`,
 		}},
@@ -143,7 +144,7 @@ lock("c", max_holders = 2)
 builder("x", [w1], [step.shell("one", locks = ["b"])], locks = ["a"])
 builder("y", [w1], [step.shell("two", locks = ["a"])], locks = ["b"])
 builder("parent", [w1], [step.trigger("tc", wait = True)], locks = ["c"])
-builder("child", [w1], [step.shell("three", locks = ["c"])])
+builder("child", [w1, worker("w2", "pw")], [step.shell("three", locks = ["c"])])
 scheduler.triggerable("tc", ["child"])
 builder("fine1", [w1], [step.shell("four", locks = ["a", "c"])], locks = ["a"])
 builder("fine2", [w1], [step.trigger("tf", wait = False)], locks = ["c"])
@@ -151,6 +152,15 @@ scheduler.triggerable("tf", ["child"])
 `}, []string{
 			`regent.star:6:21: builder "x": locks can deadlock: builds could each hold a lock the other waits for: lock "a" -> "b" (builder "x" holds "a" and takes it in step "one") -> "a" (builder "y" holds "b" and takes it in step "two"); take these locks in one order everywhere, or all at the builder`,
 			`regent.star:8:26: builder "parent": locks can deadlock: builds could each hold a lock the other waits for: lock "c" -> "c" (builder "parent" holds "c" and waits in step "trigger" for builds that take it); take these locks in one order everywhere, or all at the builder`,
+		}},
+		{"a waiting trigger whose child can only run in the parent's slot", map[string]string{"regent.star": prelude + `solo = worker("solo", "pw")
+builder("parent", [solo, w1], [step.trigger("tc", wait = True)])
+builder("child", [solo], [step.shell("x")])
+builder("other", [w1], [step.trigger("tc", wait = True)])
+builder("free", [solo], [step.trigger("tc")])
+scheduler.triggerable("tc", ["child"])
+`}, []string{
+			`regent.star:4:32: builder "parent": step "trigger" waits for builder "child", which only worker "solo" runs, with one build at a time: a build of "parent" running there would wait for ever; give "child" more workers or slots, or do not wait`,
 		}},
 		{"filters and parameters", map[string]string{"regent.star": prelude + `builder("b", [w1], [step.shell("x", env = {"1X": "y", "OK": 3}, workdir = "/abs")])
 scheduler.any_branch("a", app, ["b"], branch_pattern = "feature/(", paths = ["[x"])
