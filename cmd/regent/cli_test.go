@@ -270,7 +270,8 @@ func TestHelpOnEveryCommand(t *testing.T) {
 }
 
 // Commands that only read a database refuse a SQLite path where none
-// exists, and create nothing there; once the database exists they read it.
+// exists, and a file there that is no Regent database, and create or
+// write nothing there; once the database exists they read it.
 func TestReadOnlyCommandsCreateNoDatabase(t *testing.T) {
 	t.Parallel()
 	dir, _ := scratch(t, nil)
@@ -291,6 +292,28 @@ func TestReadOnlyCommandsCreateNoDatabase(t *testing.T) {
 		if entries, _ := filepath.Glob(db + "*"); len(entries) > 0 {
 			t.Fatalf("regent %s created %v", strings.Join(args, " "), entries)
 		}
+	}
+
+	// An existing file that is no Regent database, such as an empty one,
+	// is refused by name and left as it was.
+	if err := os.WriteFile(db, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range readers {
+		r := regent(t, dir, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, db+": not a Regent database") {
+			t.Errorf("regent %s on an empty file: exit %d, want 2 and \"%s: not a Regent database\"; "+
+				"stderr:\n%s", strings.Join(args, " "), r.code, db, r.stderr)
+		}
+		if fi, err := os.Stat(db); err != nil || fi.Size() != 0 {
+			t.Fatalf("regent %s wrote to the empty file: %v, %v", strings.Join(args, " "), fi.Size(), err)
+		}
+		if entries, _ := filepath.Glob(db + "?*"); len(entries) > 0 {
+			t.Fatalf("regent %s created %v", strings.Join(args, " "), entries)
+		}
+	}
+	if err := os.Remove(db); err != nil {
+		t.Fatal(err)
 	}
 
 	if r := regent(t, dir, "config", "apply", cfg, "--db", db); r.code != 0 {

@@ -61,13 +61,20 @@ type openOptions struct {
 	existingOnly bool
 }
 
-// ExistingOnly makes [Open] refuse a SQLite path where no file exists,
-// with an error wrapping [os.ErrNotExist], instead of creating an empty
-// database there: for commands that only read. It changes nothing for
-// PostgreSQL, whose server refuses an unknown database anyway.
+// ExistingOnly makes [Open] refuse, for commands that only read, a
+// database that Regent did not create, and write nothing to it: a SQLite
+// path where no file exists (an error wrapping [os.ErrNotExist]), and a
+// SQLite file or PostgreSQL database holding no Regent schema, such as an
+// empty file ([ErrNotRegentDatabase]). A Regent database of an older
+// schema version is still brought up to date: that writes, but only what
+// any master starting on it would write.
 func ExistingOnly() OpenOption {
 	return func(o *openOptions) { o.existingOnly = true }
 }
+
+// ErrNotRegentDatabase means [Open] with [ExistingOnly] found a database
+// holding no Regent schema.
+var ErrNotRegentDatabase = errors.New("not a Regent database")
 
 // Open connects to the database named by dsn and brings its schema up to
 // date. A dsn starting with postgres:// or postgresql:// selects
@@ -87,14 +94,11 @@ func Open(ctx context.Context, dsn string, opts ...OpenOption) (*Store, error) {
 		db.SetMaxOpenConns(20)
 		s = &Store{db: db, d: postgresDialect}
 	} else {
-		full := sqliteDSN(dsn)
+		full := sqliteDSN(dsn, o.existingOnly)
 		if o.existingOnly {
 			if _, err := os.Stat(dsn); err != nil {
 				return nil, fmt.Errorf("open sqlite %s: %w", dsn, err)
 			}
-			// Should the file go between the look and the open, SQLite
-			// fails rather than create it.
-			full += "&mode=rw"
 		}
 		db, err := sql.Open("sqlite", full)
 		if err != nil {
@@ -104,7 +108,17 @@ func Open(ctx context.Context, dsn string, opts ...OpenOption) (*Store, error) {
 	}
 	if err := s.ping(ctx); err != nil {
 		s.db.Close()
+		var lite *sqlite.Error
+		if o.existingOnly && errors.As(err, &lite) && lite.Code()&0xff == sqliteNotADB {
+			return nil, fmt.Errorf("open %s: %w: %v", dsn, ErrNotRegentDatabase, err)
+		}
 		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if o.existingOnly {
+		if err := s.checkRegentSchema(ctx, dsn); err != nil {
+			s.db.Close()
+			return nil, err
+		}
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.db.Close()
@@ -139,23 +153,63 @@ const (
 	sqliteBusyTimeout = 20 * time.Second
 	// sqliteBusy is SQLite's primary result code SQLITE_BUSY.
 	sqliteBusy = 5
+	// sqliteNotADB is SQLite's result code SQLITE_NOTADB: the file is
+	// not a database.
+	sqliteNotADB = 26
 )
 
 // sqliteDSN adds the settings Regent relies on: write-ahead logging so
 // readers never block the writer, a busy timeout instead of immediate
 // "database is locked" errors, transactions that take the write lock at
 // BEGIN so two writers never deadlock on upgrade, and foreign keys.
-func sqliteDSN(path string) string {
+//
+// For an existing file (existing set), SQLite may open it only, never
+// create it, should it go between a look and the open; and write-ahead
+// logging is not switched on, which would write to a file not yet known
+// to be a Regent database: a Regent database has it on already, for good.
+func sqliteDSN(path string, existing bool) string {
 	q := url.Values{}
 	// The busy timeout comes first: switching a new file to write-ahead
 	// logging needs its lock, which another process opening it at the
 	// same moment may hold.
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
+	if existing {
+		q.Set("mode", "rw")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+	}
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")
 	return "file:" + path + "?" + q.Encode()
+}
+
+// checkRegentSchema refuses a database, named dsn to the user, that holds
+// no Regent schema; it only reads.
+func (s *Store) checkRegentSchema(ctx context.Context, dsn string) error {
+	query := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`
+	if s.d.name == "postgres" {
+		query = `SELECT count(*) FROM information_schema.tables
+			WHERE table_schema = current_schema() AND table_name = 'schema_migrations'`
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, query).Scan(&n); err != nil {
+		return fmt.Errorf("look for the Regent schema in %s: %w", redactDSN(dsn), err)
+	}
+	if n == 0 {
+		return fmt.Errorf("open %s: %w: it holds no Regent schema; give a database that a "+
+			"master or config apply created (this command only reads, and writes none)",
+			redactDSN(dsn), ErrNotRegentDatabase)
+	}
+	return nil
+}
+
+// redactDSN hides the password of a PostgreSQL URL, for errors.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return dsn
 }
 
 // Close releases the database handle.
