@@ -198,7 +198,29 @@ func TestFlagsRefuseMeaninglessValues(t *testing.T) {
 		{"master name", append(master, "--name", "bad name/<x>"), `"bad name/<x>" for --name`},
 		{"master name not ASCII", append(master, "--name", "mäster"), `"mäster" for --name`},
 		{"master no roles", append(master, "--roles", ""), `"" for --roles`},
-		{"master only commas", append(master, "--roles", " , "), "give at least one of web, dispatch, services"},
+		{"master only commas", append(master, "--roles", " , "), "item 1 of the comma-separated list is empty"},
+		{"master empty role", append(master, "--roles", "web,,dispatch"), `"web,,dispatch" for --roles`},
+		{"master empty tag", append(master, "--tags", "a,,b"), `"a,,b" for --tags: item 2`},
+		{"master last tag empty", append(master, "--tags", "a,"), `"a," for --tags: item 2`},
+		{"master ttl 1ns", append(master, "--ttl", "1ns"), `"1ns" for --ttl: want at least 1s`},
+		{"master ttl under 1s", append(master, "--ttl", "999ms"), `"999ms" for --ttl`},
+		{"master worker ttl 1ms", append(master, "--worker-ttl", "1ms"), `"1ms" for --worker-ttl`},
+		{"master port too high", append(master, "--listen", "127.0.0.1:99999"), `"127.0.0.1:99999" for --listen`},
+		{"master port negative", append(master, "--listen", "127.0.0.1:-1"), `"127.0.0.1:-1" for --listen`},
+		{"master port name", append(master, "--listen", "127.0.0.1:http"), `"127.0.0.1:http" for --listen`},
+		{"quickstart port too high", append(quickstart, "--listen", "127.0.0.1:65536"), `"127.0.0.1:65536" for --listen`},
+		{"master secrets dir missing", append(master, "--secrets-dir", "{dir}/none"), `"{dir}/none" for --secrets-dir`},
+		{"master secrets dir a file", append(master, "--secrets-dir", "{dir}/pw"), `"{dir}/pw" for --secrets-dir: not a directory`},
+		{"master config missing", append(master, "--config", "{dir}/none"), `"{dir}/none" for --config`},
+		{"master config a file", append(master, "--config", "{dir}/pw"), `"{dir}/pw" for --config: not a directory`},
+		{"master config git without URL", append(master, "--config", "git+#main:ci"), `"git+#main:ci" for --config`},
+		{"worker secrets dir missing", append(worker, "--secrets-dir", "{dir}/none"), `"{dir}/none" for --secrets-dir`},
+		{"worker empty master URL", append(worker, "--master", "http://127.0.0.1:1,,http://127.0.0.1:2"),
+			`"http://127.0.0.1:1,,http://127.0.0.1:2" for --master: item 2`},
+		{"config check secrets dir missing", []string{"config", "check", "{dir}/cfg", "--secrets-dir", "{dir}/none"},
+			`"{dir}/none" for --secrets-dir`},
+		{"config apply secrets dir missing", []string{"config", "apply", "{dir}/cfg", "--db", "{dir}/regent.db",
+			"--secrets-dir", "{dir}/none"}, `"{dir}/none" for --secrets-dir`},
 		{"master unknown role", append(master, "--roles", "web,cook"), `unknown role "cook"`},
 		{"master tag", append(master, "--tags", "a,b c"), `"b c" for --tags`},
 		{"master listen", append(master, "--listen", "8010"), `"8010" for --listen`},
@@ -234,9 +256,10 @@ func TestFlagsRefuseMeaninglessValues(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir, args := scratch(t, tc.args)
+			want := strings.ReplaceAll(tc.want, "{dir}", dir)
 			r := regent(t, dir, args...)
-			if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
-				t.Fatalf("exit %d, want 2 and an error saying %q; stderr:\n%s", r.code, tc.want, r.stderr)
+			if r.code != 2 || !strings.Contains(r.stderr, want) {
+				t.Fatalf("exit %d, want 2 and an error saying %q; stderr:\n%s", r.code, want, r.stderr)
 			}
 			assertNothingStarted(t, dir)
 		})

@@ -57,6 +57,9 @@ func runConfig(ctx context.Context, args []string) int {
 			return code
 		}
 	}
+	if code, ok := existingDir(fs, "secrets-dir", *secretsDir); !ok {
+		return code
+	}
 	readOnly := sub == "diff" || *dryRun
 	tmp, err := os.MkdirTemp("", "regent-config-")
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,9 +130,12 @@ func checkName(fs *flag.FlagSet, flagName, value string) (int, bool) {
 }
 
 // nameList reads a comma-separated flag of names, each following the rule
-// of configuration names. Empty items are dropped.
+// of configuration names; a blank value is no names.
 func nameList(fs *flag.FlagSet, flagName, value string) ([]string, int, bool) {
-	list := splitList(value)
+	list, code, ok := splitList(fs, flagName, value)
+	if !ok {
+		return nil, code, false
+	}
 	for _, n := range list {
 		if code, ok := checkName(fs, flagName, n); !ok {
 			return nil, code, false
@@ -142,7 +146,10 @@ func nameList(fs *flag.FlagSet, flagName, value string) ([]string, int, bool) {
 
 // roleList reads the --roles flag: at least one role, each a known one.
 func roleList(fs *flag.FlagSet, value string) ([]string, int, bool) {
-	list := splitList(value)
+	list, code, ok := splitList(fs, "roles", value)
+	if !ok {
+		return nil, code, false
+	}
 	known := strings.Join(cluster.DefaultRoles, ", ")
 	if len(list) == 0 {
 		code, _ := usageError(fs, "%s", badValue("roles", value, "give at least one of "+known))
@@ -158,15 +165,25 @@ func roleList(fs *flag.FlagSet, value string) ([]string, int, bool) {
 	return list, 0, true
 }
 
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, item := range strings.Split(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
+// splitList splits a comma-separated flag value into its items, trimmed
+// of spaces. A blank value is no items; an empty item in a value that has
+// others ("a,,b", "a,") is refused, being most likely a slip that would
+// otherwise pass unseen.
+func splitList(fs *flag.FlagSet, flagName, value string) ([]string, int, bool) {
+	if strings.TrimSpace(value) == "" {
+		return nil, 0, true
 	}
-	return out
+	var out []string
+	for i, item := range strings.Split(value, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			code, _ := usageError(fs, "%s", badValue(flagName, value,
+				fmt.Sprintf("item %d of the comma-separated list is empty", i+1)))
+			return nil, code, false
+		}
+		out = append(out, item)
+	}
+	return out, 0, true
 }
 
 // checkHTTPURL says what is wrong with the URL of a master, if anything.
@@ -181,7 +198,10 @@ func checkHTTPURL(s string) error {
 // urlList reads a comma-separated flag of master URLs: at least one, each an
 // http(s) URL.
 func urlList(fs *flag.FlagSet, flagName, value string) ([]string, int, bool) {
-	list := splitList(value)
+	list, code, ok := splitList(fs, flagName, value)
+	if !ok {
+		return nil, code, false
+	}
 	if len(list) == 0 {
 		code, _ := usageError(fs, "%s", badValue(flagName, value, "give at least one URL"))
 		return nil, code, false
@@ -195,10 +215,58 @@ func urlList(fs *flag.FlagSet, flagName, value string) ([]string, int, bool) {
 	return list, 0, true
 }
 
-// listenAddr refuses a --listen value that is not HOST:PORT.
+// listenAddr refuses a --listen value that is not HOST:PORT with a port
+// number from 0 (any free port) to 65535.
 func listenAddr(fs *flag.FlagSet, value string) (int, bool) {
-	if _, _, err := net.SplitHostPort(value); err != nil {
+	_, port, err := net.SplitHostPort(value)
+	if err != nil {
 		return usageError(fs, "%s", badValue("listen", value, "want HOST:PORT such as 127.0.0.1:8010"))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return usageError(fs, "%s", badValue("listen", value,
+			"want a port number from 1 to 65535, or 0 for any free port"))
+	}
+	return 0, true
+}
+
+// existingDir refuses a flag naming a directory the program only reads
+// when there is no directory there. An empty value (the flag left out)
+// passes.
+func existingDir(fs *flag.FlagSet, flagName, value string) (int, bool) {
+	if value == "" {
+		return 0, true
+	}
+	fi, err := os.Stat(value)
+	switch {
+	case err != nil:
+		return usageError(fs, "%s", badValue(flagName, value, fmt.Sprintf("no such directory (%v)", err)))
+	case !fi.IsDir():
+		return usageError(fs, "%s", badValue(flagName, value, "not a directory"))
+	}
+	return 0, true
+}
+
+// configSource refuses a --config value that cannot be a configuration
+// source: a directory source must be a directory, and a git+ source must
+// name a repository. Whether a git+ source can be fetched is known only
+// once the master's configuration watcher fetches it.
+func configSource(fs *flag.FlagSet, value string) (int, bool) {
+	if value == "" {
+		return 0, true
+	}
+	if rest, ok := strings.CutPrefix(value, "git+"); ok {
+		if repo, _, _ := strings.Cut(rest, "#"); repo == "" {
+			return usageError(fs, "%s", badValue("config", value, "want git+URL#REF:PATH"))
+		}
+		return 0, true
+	}
+	return existingDir(fs, "config", value)
+}
+
+// atLeast refuses a duration flag below its least useful value.
+func atLeast(fs *flag.FlagSet, flagName string, value, least time.Duration) (int, bool) {
+	if value < least {
+		return usageError(fs, "%s", badValue(flagName, value.String(), "want at least "+least.String()))
 	}
 	return 0, true
 }

@@ -56,12 +56,13 @@ func runMaster(ctx context.Context, args []string) int {
 	tokenFile := fs.String("admin-token-file", "", "file holding the bearer token required for actions")
 	secretsDir := fs.String("secrets-dir", "", "directory of secret files for secret(\"name\") (also REGENT_SECRET_NAME variables)")
 	dataDir := fs.String("data-dir", "", "directory for caches such as git mirrors (default: the user cache directory)")
-	ttl := fs.Duration("worker-ttl", 30*time.Second, "how long a silent worker counts as alive")
+	ttl := fs.Duration("worker-ttl", 30*time.Second, "how long a silent worker counts as alive (at least 1s)")
 	maxStepLog := fs.Int64("max-step-log", workerapi.DefaultMaxStepLog, "most bytes of output stored per step; "+
 		"output past it is dropped after a marker line while the step runs on")
 	roles := fs.String("roles", "web,dispatch,services", "comma-separated roles: web (UI and REST API), dispatch (worker API), services (pollers, schedulers, configuration watcher, housekeeping)")
 	tags := fs.String("tags", "", "comma-separated tags; the configuration pins services to masters with masters = [tags]")
-	clusterTTL := fs.Duration("ttl", 10*time.Second, "time-to-live: a master silent that long is dead and its services move (use the same value on every master)")
+	clusterTTL := fs.Duration("ttl", 10*time.Second, "time-to-live: a master silent that long is dead and its services move "+
+		"(at least 1s; use the same value on every master)")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for the services of this master to move to others")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	// An empty --tags is no tags, as when it is left out.
@@ -69,7 +70,8 @@ func runMaster(ctx context.Context, args []string) int {
 		return code
 	}
 	opts, code, ok := masterOptions(fs, masterFlags{name: *name, listen: *listen, roles: *roles,
-		tags: *tags, level: *level})
+		tags: *tags, level: *level, source: *source, secretsDir: *secretsDir, ttl: *clusterTTL,
+		workerTTL: *ttl})
 	if !ok {
 		return code
 	}
@@ -108,7 +110,18 @@ func runMaster(ctx context.Context, args []string) int {
 // than checkFlags looks at.
 type masterFlags struct {
 	name, listen, roles, tags, level string
+	source, secretsDir               string
+	ttl, workerTTL                   time.Duration
 }
+
+// Least time-to-live values of a master. A master heartbeats every second
+// (a third of its time-to-live when that is shorter) and must join within
+// one time-to-live; a worker is heard from at every poll. Below a second
+// a busy database or machine makes masters and workers look dead.
+const (
+	leastTTL       = time.Second
+	leastWorkerTTL = time.Second
+)
 
 // masterSettings are those flags' values, checked and read.
 type masterSettings struct {
@@ -138,6 +151,19 @@ func masterOptions(fs *flag.FlagSet, f masterFlags) (masterSettings, int, bool) 
 		return o, code, false
 	}
 	if o.tags, code, ok = nameList(fs, "tags", f.tags); !ok {
+		return o, code, false
+	}
+	if code, ok := atLeast(fs, "ttl", f.ttl, leastTTL); !ok {
+		return o, code, false
+	}
+	if code, ok := atLeast(fs, "worker-ttl", f.workerTTL, leastWorkerTTL); !ok {
+		return o, code, false
+	}
+	// Both are read before the database is opened, or created.
+	if code, ok := configSource(fs, f.source); !ok {
+		return o, code, false
+	}
+	if code, ok := existingDir(fs, "secrets-dir", f.secretsDir); !ok {
 		return o, code, false
 	}
 	o.level, code, ok = logLevel(fs, f.level)
@@ -178,6 +204,9 @@ func runWorker(ctx context.Context, args []string) int {
 		return code
 	}
 	if code, ok := checkName(fs, "name", *name); !ok {
+		return code
+	}
+	if code, ok := existingDir(fs, "secrets-dir", *secretsDir); !ok {
 		return code
 	}
 	l, code, ok := logLevel(fs, *level)
