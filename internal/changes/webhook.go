@@ -148,6 +148,7 @@ func Sign(body []byte, secret string) string {
 type DeliveryStore interface {
 	ActiveState(ctx context.Context) (store.Generation, *config.State, error)
 	RecordDelivery(ctx context.Context, d store.Delivery, changes []store.Change) ([]store.Change, bool, error)
+	RememberDelivery(ctx context.Context, d store.Delivery) (bool, error)
 }
 
 // ReceiverConfig configures a [Receiver].
@@ -236,7 +237,16 @@ func (r *Receiver) Receive(ctx context.Context, src string, h http.Header, body 
 		ev.Ignored = watches(repo, ev)
 	}
 	if ev.Ignored != "" {
-		rc.Ignored = ev.Ignored
+		// Remembered all the same, so that the same delivery again is
+		// a duplicate, as one that recorded changes would be.
+		dup, err := r.cfg.Store.RememberDelivery(ctx, store.Delivery{Source: src, ID: ev.Delivery,
+			Repository: repo.Name})
+		if err != nil {
+			return Receipt{}, err
+		}
+		if rc.Duplicate = dup; !dup {
+			rc.Ignored = ev.Ignored
+		}
 		return rc, nil
 	}
 

@@ -2,6 +2,7 @@ package changes
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/regent-ci/regent/internal/gitref"
@@ -19,6 +20,9 @@ import (
 func checkEvent(ev *Event) error {
 	if ev.Ref != "" {
 		if err := checkRef("ref", ev.Ref); err != nil {
+			return err
+		}
+		if err := checkRequestNumber(ev.Ref); err != nil {
 			return err
 		}
 	}
@@ -44,6 +48,22 @@ func checkEvent(ev *Event) error {
 					return err
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// checkRequestNumber refuses a pull or merge request ref whose number is
+// not a positive decimal number, as every forge numbers them from 1.
+func checkRequestNumber(ref string) error {
+	for _, prefix := range []string{"refs/pull/", "refs/merge-requests/"} {
+		rest, ok := strings.CutPrefix(ref, prefix)
+		if !ok {
+			continue
+		}
+		n, _, _ := strings.Cut(rest, "/")
+		if v, err := strconv.Atoi(n); err != nil || v <= 0 || strconv.Itoa(v) != n {
+			return fmt.Errorf("%q is not a pull or merge request number (want a number from 1 up)", n)
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/regent-ci/regent/internal/config"
 	"github.com/regent-ci/regent/internal/store"
+	"github.com/regent-ci/regent/internal/testutil/pgtest"
 )
 
 const (
@@ -25,7 +26,13 @@ const (
 // other.
 func hookStore(t *testing.T) *store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "regent.db"))
+	return hookStoreAt(t, filepath.Join(t.TempDir(), "regent.db"))
+}
+
+// hookStoreAt is hookStore on the database dsn names.
+func hookStoreAt(t *testing.T, dsn string) *store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,6 +284,75 @@ func TestMalformedDeliveriesAreBadRequests(t *testing.T) {
 		if _, err := r.Receive(context.Background(), src, h, []byte(body)); !errors.Is(err, ErrBadDelivery) {
 			t.Fatalf("%s: err = %v, want ErrBadDelivery", body, err)
 		}
+	}
+}
+
+// A pull or merge request ref names a request by a number from 1 up: a
+// delivery numbering it otherwise, from any forge, is a bad delivery and
+// records nothing.
+func TestNonPositiveRequestNumbersAreBadDeliveries(t *testing.T) {
+	t.Parallel()
+	s := hookStore(t)
+	r := newReceiver(t, s)
+	const head = `"head": {"sha": "7777777777777777777777777777777777777777"}`
+	const repo = `"repository": {"clone_url": "https://git.example.test/acme/app.git"}`
+	cases := []struct{ source, event, body string }{
+		{SourceGitHub, "pull_request", `{"action": "opened", "number": -5, "pull_request": {` + head + `}, ` + repo + `}`},
+		{SourceGitHub, "pull_request", `{"action": "opened", "pull_request": {"number": -1, ` + head + `}, ` + repo + `}`},
+		{SourceGitea, "pull_request", `{"action": "opened", "number": -2, "pull_request": {` + head + `}, ` + repo + `}`},
+		{SourceGitLab, "Merge Request Hook", `{"object_kind": "merge_request", "project": {"git_http_url": "https://git.example.test/acme/app.git"},
+			"object_attributes": {"iid": -3, "action": "open", "last_commit": {"id": "8888888888888888888888888888888888888888"}}}`},
+	}
+	for _, tc := range cases {
+		body := []byte(tc.body)
+		rc, err := r.Receive(context.Background(), tc.source, signed(tc.source, tc.event, "", body, appSecret), body)
+		if !errors.Is(err, ErrBadDelivery) || !strings.Contains(err.Error(), "not a pull or merge request number") {
+			t.Errorf("%s %s: receipt %+v, %v; want ErrBadDelivery for the number", tc.source, tc.body, rc, err)
+		}
+	}
+	if got := recorded(t, s); len(got) != 0 {
+		t.Fatalf("recorded %v, want nothing", got)
+	}
+}
+
+// The same delivery id again is a duplicate even when the first delivery
+// recorded no change (a ping, an unwatched branch), on SQLite and
+// PostgreSQL; another delivery id, or none, is not.
+func TestRepeatedDeliveryIDIsADuplicateEvenWhenIgnored(t *testing.T) {
+	t.Parallel()
+	for name, dsn := range map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "regent.db") },
+		"postgres": func(t *testing.T) string { return pgtest.URL(t) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := newReceiver(t, hookStoreAt(t, dsn(t)))
+			ping := []byte(`{"zen": "Keep it simple.", "repository": {"clone_url": "https://git.example.test/acme/app.git"}}`)
+			wip := []byte(`{"ref": "refs/heads/wip", "before": "1212121212121212121212121212121212121212",
+				"after": "5656565656565656565656565656565656565656", "repository": {"clone_url": "https://git.example.test/acme/app.git"}}`)
+			steps := []struct {
+				event, delivery string
+				body            []byte
+				duplicate       bool
+			}{
+				{"ping", "p1", ping, false},
+				{"ping", "p1", ping, true},
+				{"ping", "p2", ping, false},
+				{"ping", "", ping, false},
+				{"ping", "", ping, false},
+				{"push", "w1", wip, false},
+				{"push", "w1", wip, true},
+				{"push", "w2", wip, false},
+			}
+			for i, st := range steps {
+				h := signed(SourceGitHub, st.event, st.delivery, st.body, appSecret)
+				rc, err := r.Receive(context.Background(), SourceGitHub, h, st.body)
+				if err != nil || rc.Duplicate != st.duplicate || (rc.Ignored == "") != st.duplicate {
+					t.Fatalf("step %d (%s %q): receipt %+v, %v; want duplicate %v, ignored only when not",
+						i+1, st.event, st.delivery, rc, err, st.duplicate)
+				}
+			}
+		})
 	}
 }
 

@@ -353,4 +353,12 @@ ALTER TABLE generations ADD COLUMN lineage TEXT;
 	`
 CREATE INDEX builds_retry_of ON builds (retry_of);
 `,
+	// 8: a delivery that records no change (a ping, an unwatched branch) is
+	// remembered by its id alone, with an empty ref: only deliveries that
+	// moved a ref are unique by that move.
+	`
+DROP INDEX webhook_deliveries_move;
+CREATE UNIQUE INDEX webhook_deliveries_move ON webhook_deliveries (repository, ref, old_revision, new_revision)
+	WHERE ref <> '';
+`,
 }

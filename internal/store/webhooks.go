@@ -81,6 +81,33 @@ func (s *Store) RecordDelivery(ctx context.Context, d Delivery, changes []Change
 	return added, duplicate, nil
 }
 
+// RememberDelivery remembers a webhook delivery that records no change
+// (a ping, a branch no repository watches), by its source and id alone,
+// so that the same delivery again is a duplicate; duplicate is true when
+// it is one already. A delivery without an id cannot be told again and is
+// not remembered. Its ref and revisions are not kept: a later delivery of
+// the same move, once it makes a change, is not a duplicate of this one.
+func (s *Store) RememberDelivery(ctx context.Context, d Delivery) (duplicate bool, err error) {
+	if d.Source == "" || d.Repository == "" {
+		return false, fmt.Errorf("remember webhook delivery: source and repository are required (got %+v)", d)
+	}
+	if d.ID == "" {
+		return false, nil
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO webhook_deliveries (source, delivery,
+		repository, ref, old_revision, new_revision, changes, received_at)
+		VALUES ($1, $2, $3, '', '', '', 0, $4) ON CONFLICT DO NOTHING`,
+		d.Source, d.ID, d.Repository, micros(time.Now()))
+	if err != nil {
+		return false, fmt.Errorf("remember webhook delivery %q for repository %q: %w", d.ID, d.Repository, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("remember webhook delivery %q: %w", d.ID, err)
+	}
+	return n == 0, nil
+}
+
 // WebhookDelivery is a recorded webhook delivery.
 type WebhookDelivery struct {
 	Delivery
