@@ -247,9 +247,10 @@ func endLostBuild(ctx context.Context, tx *sql.Tx, id int64, reason string, now 
 	var request int64
 	var spec, cancelReason string
 	var cancel int
-	err := tx.QueryRowContext(ctx, `SELECT bu.request_id, b.spec, bu.cancel_requested, bu.reason
-		FROM builds bu JOIN builders b ON b.id = bu.builder_id WHERE bu.id = $1`,
-		id).Scan(&request, &spec, &cancel, &cancelReason)
+	var retired sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT bu.request_id, b.spec, bu.cancel_requested, bu.reason,
+		b.retired_generation FROM builds bu JOIN builders b ON b.id = bu.builder_id WHERE bu.id = $1`,
+		id).Scan(&request, &spec, &cancel, &cancelReason, &retired)
 	if err != nil {
 		return fmt.Errorf("look up lost build %d: %w", id, err)
 	}
@@ -264,6 +265,12 @@ func endLostBuild(ctx context.Context, tx *sql.Tx, id int64, reason string, now 
 	}
 	if !b.RetryLost && !retry {
 		return finishBuild(ctx, tx, id, build.Exception, reason, now)
+	}
+	if retired.Valid {
+		// Requeued, the request would wait for ever: nothing claims the
+		// requests of a removed builder.
+		return finishBuild(ctx, tx, id, build.Exception, fmt.Sprintf("%s; not retried: builder %q "+
+			"was removed from the configuration in generation %d", reason, b.Name, retired.Int64), now)
 	}
 	if err := finishBuild(ctx, tx, id, build.Retry, reason+"; retried", now); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -293,6 +294,45 @@ func TestLostBuildIsRetriedAsLinkedBuild(t *testing.T) {
 		}
 		if cl2[0].Build.Number != b.Number+1 {
 			t.Fatalf("retry number %d, want %d", cl2[0].Build.Number, b.Number+1)
+		}
+	})
+}
+
+// Found by the chaos campaign (seed 888): a build of a builder that an
+// apply removed while the build ran was lost and requeued, and its request
+// stayed pending for ever, since nothing claims a removed builder's
+// requests. It ends with an exception naming the removal instead, and its
+// request is complete.
+func TestLostBuildOfARemovedBuilderIsNotRetried(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		st := state()
+		st.Builders[1].RetryLost = true
+		apply(t, s, st)
+		sess := login(t, s, "w1", "pw1")
+		force(t, s, "unit")
+		cl, _ := s.Claim(ctx, sess, "m1", 1)
+		if len(cl) != 1 {
+			t.Fatal("nothing claimed")
+		}
+		lost := cl[0].Build.ID
+		without := state()
+		without.Builders = without.Builders[:1]
+		apply(t, s, without)
+		if _, err := s.ExpireSessions(ctx, -1); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := s.BuildByID(ctx, lost)
+		if b.Result == nil || *b.Result != build.Exception || !strings.Contains(b.Reason, `"unit" was removed`) {
+			t.Fatalf("lost build of a removed builder: %v (%q), want exception naming the removal",
+				deref(b.Result), b.Reason)
+		}
+		pending, err := s.Requests(ctx, store.RequestFilter{State: store.RequestPending, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pending) != 0 {
+			t.Fatalf("pending requests %+v after the loss, want none", pending)
 		}
 	})
 }
