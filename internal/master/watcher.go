@@ -13,7 +13,9 @@ import (
 )
 
 // configWatcher applies the configuration source whenever its content
-// differs from the active generation. An invalid configuration is refused,
+// changes: differs from what the watcher last applied, on any master, so
+// that a generation applied meanwhile through the API or the CLI stands
+// until the source changes again. An invalid configuration is refused,
 // logged once per distinct error, and kept as the last error; the active
 // generation is untouched.
 type configWatcher struct {
@@ -52,6 +54,13 @@ func (w *configWatcher) check(ctx context.Context, f store.Fence) error {
 	root, source, err := config.FetchSource(ctx, w.source, w.dir)
 	if err != nil {
 		return w.fail(fmt.Errorf("read configuration source %s: %w", w.source, err))
+	}
+	if w.lastSource == "" && f.Service != "" {
+		// New to this master: what the watcher last applied, on whichever
+		// master, is the source to compare with.
+		if w.lastSource, err = w.store.LastSourceAppliedBy(ctx, f.Service); err != nil {
+			return w.fail(err)
+		}
 	}
 	if source == w.lastSource && w.lastErr == "" {
 		return w.store.ServiceSucceeded(ctx, f)

@@ -312,3 +312,22 @@ func nonNil(s []string) []string {
 	}
 	return slices.Clone(s)
 }
+
+// LastSourceAppliedBy returns the source of the newest generation that a
+// clustered service applied under its fence, empty when it applied none.
+// A configuration watcher that has just moved to another master compares
+// its source with this, so that it applies the source when it changed, not
+// again because it is new to the master (which would undo applies made
+// meanwhile through the API or the CLI).
+func (s *Store) LastSourceAppliedBy(ctx context.Context, service string) (string, error) {
+	var source string
+	err := s.db.QueryRowContext(ctx, `SELECT source FROM generations WHERE fence_service = $1
+		ORDER BY number DESC LIMIT 1`, service).Scan(&source)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the last source %s applied: %w", service, err)
+	}
+	return source, nil
+}
