@@ -63,7 +63,11 @@ func runBuild(ctx context.Context, args []string) int {
 	}
 	api := fs.String("api", envOr("REGENT_API", "http://127.0.0.1:8010"), "URL of a master")
 	tokenFile := fs.String("token-file", "", "file holding the master's admin token")
-	c := &apiClient{hc: &http.Client{}}
+	timeout, ok := apiTimeout()
+	if !ok {
+		return fail("REGENT_API_TIMEOUT=%q is not a positive duration such as 30s", os.Getenv("REGENT_API_TIMEOUT"))
+	}
+	c := &apiClient{hc: apiHTTPClient(timeout)}
 	return run(ctx, c.configure(api, tokenFile), fs, args)
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -346,5 +347,45 @@ func TestReadOnlyCommandsCreateNoDatabase(t *testing.T) {
 		if r := regent(t, dir, args...); r.code != 0 {
 			t.Errorf("regent %s on an existing database: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
 		}
+	}
+}
+
+// A master that accepts connections but never answers (stopped, hung) does
+// not hang the commands that talk to it: they give up after
+// REGENT_API_TIMEOUT and say which master did not answer.
+func TestCommandsGiveUpOnAMasterThatDoesNotAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "regent.star"), []byte(`worker("w", "pw")`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("REGENT_API_TIMEOUT", "2s")
+	for _, args := range [][]string{
+		{"config", "diff", dir, "--api", url},
+		{"config", "apply", dir, "--api", url},
+		{"build", "show", "1", "--api", url},
+		{"build", "force", "b", "--api", url},
+	} {
+		start := time.Now()
+		r := regent(t, dir, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, ln.Addr().String()) && !strings.Contains(r.stderr, "timeout") {
+			t.Errorf("regent %q against a silent master: exit %d, stderr %q; want exit 2 naming it",
+				args, r.code, r.stderr)
+		}
+		t.Logf("regent %q gave up after %s", args, time.Since(start).Round(time.Millisecond))
 	}
 }

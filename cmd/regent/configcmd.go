@@ -175,9 +175,13 @@ func applyThroughAPI(ctx context.Context, api, tokenFile, root, source string, d
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	timeout, ok := apiTimeout()
+	if !ok {
+		return fail("REGENT_API_TIMEOUT=%q is not a positive duration such as 30s", os.Getenv("REGENT_API_TIMEOUT"))
+	}
+	resp, err := apiHTTPClient(timeout).Do(req)
 	if err != nil {
-		return fail("reach master: %v", err)
+		return fail("reach master %s: %v", api, err)
 	}
 	defer resp.Body.Close()
 	var out struct {
