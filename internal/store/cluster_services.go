@@ -369,9 +369,15 @@ func (s *Store) applyPlacements(ctx context.Context, tx *sql.Tx, ps []Placement,
 		case !ok:
 			_, err = tx.ExecContext(ctx, `INSERT INTO services (name, kind, master_tags, state,
 				token, created_at) VALUES ($1, $2, $3, 'active', 0, $4)`, p.Name, p.Kind, string(tags), now)
-		case row.kind != p.Kind || row.tags != string(tags) || row.state != ServiceActive:
+		case row.state != ServiceActive:
+			// Back after its retirement: a new service under an old name,
+			// whose health starts afresh.
 			_, err = tx.ExecContext(ctx, `UPDATE services SET kind = $2, master_tags = $3,
-				state = 'active', retired_at = NULL WHERE name = $1`, p.Name, p.Kind, string(tags))
+				state = 'active', retired_at = NULL, last_success = NULL, last_error = '',
+				last_error_at = NULL WHERE name = $1`, p.Name, p.Kind, string(tags))
+		case row.kind != p.Kind || row.tags != string(tags):
+			_, err = tx.ExecContext(ctx, `UPDATE services SET kind = $2, master_tags = $3
+				WHERE name = $1`, p.Name, p.Kind, string(tags))
 		}
 		if err != nil {
 			return fmt.Errorf("record service %s: %w", p.Name, err)

@@ -356,6 +356,8 @@ func TestSuperviseMovesServicesAndFencesOldOwners(t *testing.T) {
 		supervise(map[string]int64{"housekeeping": b.ID, "poller:r1": a.ID})
 		if sv := serviceByName(t, s, "poller:r1"); sv.State != store.ServiceActive || sv.Token != 4 {
 			t.Fatalf("revived service %+v, want token 4", sv)
+		} else if sv.LastSuccess != nil || sv.LastError != "" || sv.LastErrorAt != nil {
+			t.Fatalf("revived service %+v keeps the health of the one retired", sv)
 		}
 
 		// Stopping a master releases its services.
