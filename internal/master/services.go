@@ -12,6 +12,7 @@ import (
 
 	"github.com/regent-ci/regent/internal/cluster"
 	"github.com/regent-ci/regent/internal/config"
+	"github.com/regent-ci/regent/internal/quietlog"
 	"github.com/regent-ci/regent/internal/store"
 )
 
@@ -137,10 +138,13 @@ func (s *serviceManager) runningFences() []store.Fence {
 // loop reconciles at once, whenever the owned services or the generation
 // change, and every second in case a wake-up was missed.
 func (s *serviceManager) loop(ctx context.Context, generation *cluster.Wake) {
+	var failures quietlog.Repeats
 	for {
 		owned, gen := s.member.OwnedChanged(), generation.C()
 		if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("could not start a clustered service", "err", err)
+			failures.Error(s.log, "could not bring the clustered services this master runs up to date", err)
+		} else {
+			failures.Reset()
 		}
 		t := time.NewTimer(time.Second)
 		select {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/regent-ci/regent/internal/cluster"
 	"github.com/regent-ci/regent/internal/config"
+	"github.com/regent-ci/regent/internal/quietlog"
 	"github.com/regent-ci/regent/internal/store"
 )
 
@@ -96,10 +97,13 @@ func (s *Service) Stop() {
 
 func (s *Service) loop(ctx context.Context, done chan struct{}) {
 	defer close(done)
+	var failures quietlog.Repeats
 	for {
 		wake := s.cfg.Changes.C()
 		if err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("scheduling failed", "err", err)
+			failures.Error(s.log, "scheduling failed", err)
+		} else {
+			failures.Reset()
 		}
 		jitter := time.Duration(rand.Int64N(int64(s.cfg.Interval) / 10))
 		t := time.NewTimer(s.cfg.Interval + jitter)

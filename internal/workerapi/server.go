@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/regent-ci/regent/internal/cluster"
+	"github.com/regent-ci/regent/internal/quietlog"
 	"github.com/regent-ci/regent/internal/store"
 )
 
@@ -67,6 +68,9 @@ type Server struct {
 	cfg     ServerConfig
 	log     *slog.Logger
 	cancels *cancelsSent
+	// failures keeps a database outage, which fails every worker
+	// request, from filling the log with one line per request.
+	failures quietlog.Repeats
 }
 
 // NewServer validates cfg and fills its defaults.
@@ -450,7 +454,13 @@ func (s *Server) answer(w http.ResponseWriter, err error, ok any) {
 }
 
 func (s *Server) internal(w http.ResponseWriter, doing string, err error) {
-	s.log.Error("worker request failed", "doing", doing, "err", err)
+	if errors.Is(err, context.Canceled) {
+		// The worker gave up on the request, or this master is stopping:
+		// nobody waits for the answer.
+		s.log.Info("worker request abandoned", "doing", doing, "err", err)
+	} else {
+		s.failures.Error(s.log, "worker request failed", err, "doing", doing)
+	}
 	writeError(w, http.StatusInternalServerError, doing+": internal error")
 }
 
