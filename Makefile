@@ -19,7 +19,8 @@ GO ?= go
 # times over, so it runs where concurrency is dense and tests are quick;
 # tests of real master processes are left out. Directories not yet made
 # are skipped.
-RACE_DIRS ?= internal/testutil internal/store internal/dispatch internal/worker
+RACE_DIRS ?= internal/testutil internal/store internal/dispatch internal/worker internal/workerapi \
+	internal/schedule internal/master internal/changes internal/quietlog
 RACE_PKGS ?= $(patsubst %,./%/...,$(wildcard $(RACE_DIRS)))
 TEST_TIMEOUT ?= 18m
 # The fuzz budget is a count of inputs, not a duration: with a duration,
