@@ -94,7 +94,9 @@ func TestDescendantsFindsAChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range descendants(os.Getppid()) {
-		if p == self {
+		// The same process: pid and start time. Its state (running,
+		// sleeping) may differ between the two reads.
+		if p.pid == self.pid && p.start == self.start {
 			return
 		}
 	}
