@@ -267,19 +267,27 @@ func TestNewSessionSupersedesOldAndEndsItsBuilds(t *testing.T) {
 	})
 }
 
+// runningBuildThatRetriesLost applies the small state with builder unit
+// retrying lost builds, and returns the id of a build of unit running on
+// worker w1.
+func runningBuildThatRetriesLost(t *testing.T, s *store.Store) int64 {
+	t.Helper()
+	st := state()
+	st.Builders[1].RetryLost = true
+	apply(t, s, st)
+	sess := login(t, s, "w1", "pw1")
+	force(t, s, "unit")
+	cl, err := s.Claim(context.Background(), sess, "m1", 1)
+	if err != nil || len(cl) != 1 {
+		t.Fatalf("claim: %v, %d builds; want one", err, len(cl))
+	}
+	return cl[0].Build.ID
+}
+
 func TestLostBuildIsRetriedAsLinkedBuild(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
-		st := state()
-		st.Builders[1].RetryLost = true
-		apply(t, s, st)
-		sess := login(t, s, "w1", "pw1")
-		force(t, s, "unit")
-		cl, _ := s.Claim(ctx, sess, "m1", 1)
-		if len(cl) != 1 {
-			t.Fatal("nothing claimed")
-		}
-		lost := cl[0].Build.ID
+		lost := runningBuildThatRetriesLost(t, s)
 		if _, err := s.ExpireSessions(ctx, -1); err != nil {
 			t.Fatal(err)
 		}
@@ -301,21 +309,12 @@ func TestLostBuildIsRetriedAsLinkedBuild(t *testing.T) {
 // Found by the chaos campaign (seed 888): a build of a builder that an
 // apply removed while the build ran was lost and requeued, and its request
 // stayed pending for ever, since nothing claims a removed builder's
-// requests. It ends with an exception naming the removal instead, and its
-// request is complete.
+// requests. It ends with an exception naming the removal instead, and no
+// request is left pending.
 func TestLostBuildOfARemovedBuilderIsNotRetried(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
-		st := state()
-		st.Builders[1].RetryLost = true
-		apply(t, s, st)
-		sess := login(t, s, "w1", "pw1")
-		force(t, s, "unit")
-		cl, _ := s.Claim(ctx, sess, "m1", 1)
-		if len(cl) != 1 {
-			t.Fatal("nothing claimed")
-		}
-		lost := cl[0].Build.ID
+		lost := runningBuildThatRetriesLost(t, s)
 		without := state()
 		without.Builders = without.Builders[:1]
 		apply(t, s, without)
