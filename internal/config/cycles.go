@@ -12,6 +12,9 @@ type edge struct {
 	to  string
 	via string // what makes the edge, for messages
 	pos Pos
+	// builder is, in the graph of locks, the builder whose build makes
+	// the edge; errors are reported on it.
+	builder string
 }
 
 // checkCycles reports every set of builders whose builds would start

@@ -22,11 +22,11 @@ func (ev *evaluator) checkLockOrder(cat *catalog) {
 	needs := lockNeeds(ev.decl.builders, cat)
 	graph := map[string][]edge{}
 	links := 0
-	add := func(from, to string, pos Pos, via string) bool {
+	add := func(from, to string, pos Pos, via, builder string) bool {
 		if links++; links > maxStateItems {
 			return false
 		}
-		graph[from] = append(graph[from], edge{to: to, pos: pos, via: via})
+		graph[from] = append(graph[from], edge{to: to, pos: pos, via: via, builder: builder})
 		return true
 	}
 	for _, d := range ev.decl.builders {
@@ -49,7 +49,7 @@ func (ev *evaluator) checkLockOrder(cat *catalog) {
 						continue // a build's own lock counts as held for its steps
 					}
 					via := fmt.Sprintf("builder %q holds %q and "+how, b.Name, held, st.Name)
-					if !add(held, to, st.Pos, via) {
+					if !add(held, to, st.Pos, via, b.Name) {
 						ev.errorf(st.Pos, kindBuilder, b.Name, "locks are awaited more than %d times "+
 							"in all; the configuration is too large to check the order of its locks",
 							maxStateItems)
@@ -69,20 +69,10 @@ func (ev *evaluator) checkLockOrder(cat *catalog) {
 		for _, e := range path {
 			fmt.Fprintf(&msg, " -> %q (%s)", e.to, e.via)
 		}
-		ev.errorf(path[0].pos, kindBuilder, builderName(path[0].via),
+		ev.errorf(path[0].pos, kindBuilder, path[0].builder,
 			"locks can deadlock: builds could each hold a lock the other waits for: %s; "+
 				"take these locks in one order everywhere, or all at the builder", msg.String())
 	}
-}
-
-// builderName reads back the builder an edge's description starts with.
-func builderName(via string) string {
-	rest, _ := strings.CutPrefix(via, "builder ")
-	var name string
-	if _, err := fmt.Sscanf(rest, "%q", &name); err != nil {
-		return rest
-	}
-	return name
 }
 
 // triggeredNeeds returns the locks the builds a trigger step starts may
